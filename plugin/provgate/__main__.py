@@ -1,0 +1,3 @@
+from provgate.cli import main
+
+main()

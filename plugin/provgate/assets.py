@@ -1,0 +1,176 @@
+"""Assets: find the files to judge, and fingerprint them.
+
+Discovery never follows a symlink out of the tree it walks and never writes anything. Files it
+cannot judge (a symlink loop, a link out of the tree, a FIFO, a folder it may not enter) come
+back as assets with an ``error`` so that they are recorded, not silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from wcmatch import glob as wglob
+
+SIDECAR_SUFFIXES = (".xmp", ".c2pa")
+_GLOB_FLAGS = wglob.GLOBSTAR | wglob.DOTGLOB | wglob.IGNORECASE | wglob.BRACE
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A file as found: ``path`` is absolute, ``root`` the folder it was found under."""
+
+    path: str
+    root: str
+    size: int = 0
+    mtime_ns: int = 0
+    inode: int = 0
+    fingerprint: str | None = None
+    error: str | None = None
+
+    @property
+    def relpath(self) -> str:
+        return os.path.relpath(self.path, self.root)
+
+    def with_fingerprint(self) -> Asset:
+        """The same asset with its sha256, or with an error saying why it has none."""
+        if self.error or self.fingerprint:
+            return self
+        try:
+            return replace(self, fingerprint=fingerprint(self.path, self.size, self.mtime_ns))
+        except OSError as exc:
+            return replace(self, error=describe_os_error(exc))
+        except FileChanged as exc:
+            return replace(self, error=str(exc))
+
+
+class FileChanged(Exception):
+    """The file changed while it was being read: it is still being written."""
+
+
+def matches(path: str, patterns: Iterable[str]) -> bool:
+    """True when ``path`` (relative, with / separators) matches any of the globs."""
+    pats = list(patterns)
+    return bool(pats) and wglob.globmatch(path, pats, flags=_GLOB_FLAGS)
+
+
+def fingerprint(path: str, size: int | None = None, mtime_ns: int | None = None) -> str:
+    """sha256 of the content, read in chunks (a 3 GB file never sits in memory)."""
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        st = os.fstat(fh.fileno())
+    if size is not None and (st.st_size != size or st.st_mtime_ns != mtime_ns):
+        raise FileChanged("changed while being read: still being written?")
+    return "sha256:" + digest
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A message a user can act on, for the errors files on delivery storage give."""
+    import errno
+
+    reason = {
+        errno.ENOENT: "vanished: the file was removed or renamed before it could be read",
+        errno.EACCES: "permission denied: provgate cannot read this file",
+        errno.EPERM: "permission denied: provgate cannot read this file",
+        errno.ELOOP: "symlink loop: not followed",
+        errno.EIO: "I/O error reading the file: check the storage",
+    }.get(exc.errno or 0)
+    return reason or f"cannot read: {exc.strerror or exc}"
+
+
+def stat_asset(path: str, root: str) -> Asset:
+    """An Asset for one path, refusing what is not a regular file inside ``root``."""
+    try:
+        lst = os.lstat(path)
+        if stat.S_ISLNK(lst.st_mode):
+            real = os.path.realpath(path)
+            real_root = os.path.realpath(root)
+            if os.path.commonpath([real, real_root]) != real_root:
+                return Asset(path, root, error="symlink pointing outside the scanned tree: "
+                                               "not followed")
+        st = os.stat(path)
+    except OSError as exc:
+        return Asset(path, root, error=describe_os_error(exc))
+    if not stat.S_ISREG(st.st_mode):
+        return Asset(path, root, error="not a regular file (a FIFO, socket or device): skipped")
+    return Asset(path, root, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def discover(paths: Sequence[str], include: Sequence[str] = (), exclude: Sequence[str] = (),
+             skip_hidden: bool = True) -> Iterator[Asset]:
+    """Every file under ``paths`` (files or folders), in a stable order.
+
+    ``include``/``exclude`` are globs on the path relative to its root; hidden files and
+    transfer partials are the policy's default excludes.
+    """
+    for given in paths:
+        top = os.path.abspath(given)
+        if os.path.isdir(top) and not os.path.islink(top):
+            yield from _walk(top, include, exclude, skip_hidden)
+        elif os.path.lexists(top):
+            yield stat_asset(top, os.path.dirname(top))
+        else:
+            yield Asset(top, os.path.dirname(top), error="not found: check the path")
+
+
+def _walk(root: str, include: Sequence[str], exclude: Sequence[str],
+          skip_hidden: bool) -> Iterator[Asset]:
+    errors: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
+        while errors:
+            exc = errors.pop()
+            yield Asset(exc.filename or dirpath, root,
+                        error=f"folder not scanned: {describe_os_error(exc)}")
+        if skip_hidden:
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames.sort()
+        bases = _media_bases(filenames)
+        # a symlink to a folder is listed in dirnames and never walked: report it
+        for d in list(dirnames):
+            if os.path.islink(os.path.join(dirpath, d)):
+                dirnames.remove(d)
+                yield Asset(os.path.join(dirpath, d), root,
+                            error="symlink to a folder: not followed")
+        for name in sorted(filenames):
+            if skip_hidden and name.startswith("."):
+                continue
+            if _is_sidecar(name, bases):
+                continue
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            if exclude and matches(rel, exclude):
+                continue
+            if include and not matches(rel, include):
+                continue
+            yield stat_asset(path, root)
+    while errors:
+        exc = errors.pop()
+        yield Asset(exc.filename or root, root, error=f"folder not scanned: {describe_os_error(exc)}")
+
+
+def _media_bases(names: list[str]) -> set[str]:
+    """Names and extension-less names of the non-sidecar files in one folder."""
+    out: set[str] = set()
+    for n in names:
+        base, ext = os.path.splitext(n)
+        if ext.lower() not in SIDECAR_SUFFIXES:
+            out.update((n, base))
+    return out
+
+
+def _is_sidecar(name: str, media_bases: set[str]) -> bool:
+    """``clip.mov.xmp``/``clip.xmp`` beside ``clip.mov`` is read with it, not on its own."""
+    base, ext = os.path.splitext(name)
+    return ext.lower() in SIDECAR_SUFFIXES and base in media_bases
+
+
+def sidecar_for(path: str) -> str | None:
+    """The XMP sidecar of a file, if one sits beside it."""
+    base, _ = os.path.splitext(path)
+    for cand in (path + ".xmp", base + ".xmp", path + ".XMP", base + ".XMP"):
+        if cand != path and os.path.isfile(cand):
+            return cand
+    return None

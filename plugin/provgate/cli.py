@@ -1,0 +1,490 @@
+"""The ``provgate`` command: parses options, calls the library, prints. No decisions here.
+
+Exit codes: 0 pass, 1 gate failed (check) or ledger broken (verify), 2 usage or configuration
+error, 3 could not run (ExifTool missing, ledger unreadable).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from provgate import __version__, actions, credentials
+from provgate.assets import fingerprint
+from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, ProvgateError
+from provgate.ledger import Ledger
+from provgate.notify import setup_logging
+from provgate.pipeline import Gate, Options, gate_exit_code, summarize
+from provgate.policy import DEFAULT_POLICY, Policy, check_approval_glob
+from provgate.probe import ExifToolPool
+from provgate.signals import Catalogue
+
+CSV_FIELDS = ("id", "path", "kind", "c2pa", "zone", "action", "rule", "reason", "approval_ref",
+              "fingerprint", "size", "error", "outcome", "evidence")
+
+
+class Failure(click.ClickException):
+    """A ProvgateError shown as one line, with its exit code."""
+
+    def __init__(self, err: ProvgateError) -> None:
+        super().__init__(str(err))
+        self.exit_code = err.exit_code
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ProvgateError as err:
+            raise Failure(err) from err
+    return wrapper
+
+
+def policy_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--ledger", envvar="PROVGATE_LEDGER", metavar="PATH",
+                     help="Ledger file (default: the policy's, or the user data directory).")(f)
+    return click.option("--policy", "policy_path", envvar="PROVGATE_POLICY", metavar="FILE",
+                        help="Policy file (default: the built-in streamer rule).")(f)
+
+
+def gate_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed([
+        click.option("--zone", help="Treat every input as this zone (final, temp, working...)."),
+        click.option("--mode", type=click.Choice(["enforce", "warn", "audit"]),
+                     help="enforce: quarantine blocked files; warn: record only; audit: dry run."),
+        click.option("--quarantine", metavar="DIR", help="Quarantine folder."),
+        click.option("--json", "fmt", flag_value="json", help="Records as a JSON array."),
+        click.option("--ndjson", "fmt", flag_value="ndjson", help="One JSON record a line."),
+        click.option("--csv", "fmt", flag_value="csv", help="Records as CSV."),
+        click.option("--rescan", is_flag=True, help="Read every file again, ignoring the cache."),
+        click.option("--processes", type=click.IntRange(1, 64),
+                     help="ExifTool processes (default: one per core)."),
+        click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
+                     help="Seconds ExifTool may take for one batch before it is restarted."),
+        click.option("--exiftool", envvar="PROVGATE_EXIFTOOL", metavar="PATH",
+                     help="ExifTool executable."),
+        click.option("-v", "--verbose", is_flag=True, help="Log every flag and escalation."),
+    ]):
+        f = opt(f)
+    return policy_option(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="provgate")
+def main() -> None:
+    """provgate: a provenance gate for AI-generated media in delivery pipelines."""
+
+
+def _options(policy_path: str | None, **kw: Any) -> Options:
+    return Options(policy=Policy.load(policy_path), **kw)
+
+
+def _run(paths: Iterable[str], opts: Options, fmt: str | None) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    show_progress = sys.stderr.isatty()
+    with Gate(opts) as gate:
+        gate.recover()
+        for rec in gate.run(paths, progress=_progress(show_progress)):
+            records.append(rec)
+            if fmt == "ndjson":
+                click.echo(json.dumps(_public(rec), ensure_ascii=False, default=str))
+    if show_progress:
+        click.echo("\r\033[K", nl=False, err=True)
+    _print(records, fmt)
+    return records
+
+
+def _progress(enabled: bool) -> Callable[[int], None] | None:
+    if not enabled:
+        return None
+    seen = [0]
+
+    def tick(n: int) -> None:
+        seen[0] += n
+        click.echo(f"\rprovgate: {seen[0]} files...", nl=False, err=True)
+    return tick
+
+
+def _public(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in rec.items() if not k.startswith("_")}
+
+
+def _print(records: list[dict[str, Any]], fmt: str | None) -> None:
+    if fmt == "json":
+        click.echo(json.dumps([_public(r) for r in records], indent=2, ensure_ascii=False,
+                              default=str))
+    elif fmt == "csv":
+        w = csv.DictWriter(sys.stdout, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for r in records:
+            w.writerow({**r, "approval_ref": (r.get("approval") or {}).get("ref") or
+                        r.get("approval_ref"), "evidence": json.dumps(r["evidence"])})
+    elif fmt is None:
+        _table(records)
+
+
+def _table(records: list[dict[str, Any]]) -> None:
+    if not records:
+        click.echo("no files found")
+        return
+    width = shutil.get_terminal_size((140, 20)).columns
+    colour = {"block": "red", "escalate": "yellow", "flag": "cyan", "allow": "green"}
+    click.echo(f"{'ACTION':<9} {'KIND':<13} {'C2PA':<16} {'ZONE':<9} PATH / WHY")
+    for r in records:
+        action = click.style(f"{r['action']:<9}", fg=colour[r["action"]])
+        click.echo(f"{action} {r['kind']:<13} {r['c2pa']:<16} {r['zone']:<9} "
+                   f"{_display_path(r['path'])}")
+        why = _why(r)
+        if why:
+            click.echo(" " * 50 + why[: max(40, width - 50)])
+
+
+def _why(r: dict[str, Any]) -> str:
+    if r.get("error"):
+        return f"error: {r['error']}"
+    if r.get("approval"):
+        return f"approved: {r['approval']['ref']} by {r['approval']['by']}"
+    if r["evidence"]:
+        e = r["evidence"][0]
+        return f"{e['meaning']} [{e['tag']}]"
+    return ""
+
+
+def _display_path(path: str) -> str:
+    rel = os.path.relpath(path)
+    shown = path if rel.startswith("..") else rel
+    return shown.encode("utf-8", "backslashreplace").decode("utf-8").replace("\n", "\\n")
+
+
+def _summary_line(records: list[dict[str, Any]]) -> str:
+    s = summarize(records)
+    parts = [f"{n} {a}" for a, n in sorted(s["actions"].items())]
+    extra = f", {s['approved']} by approval" if s["approved"] else ""
+    return f"provgate: {s['files']} files: {', '.join(parts) or 'nothing to do'}{extra}"
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--dry-run", is_flag=True, help="Write nothing: no ledger, no cache, no moves.")
+@gate_options
+@guarded
+def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger: str | None,
+         zone: str | None, mode: str | None, quarantine: str | None, fmt: str | None,
+         rescan: bool, processes: int | None, timeout: float, exiftool: str | None,
+         verbose: bool) -> None:
+    """Judge every file under PATHS and record the decisions (read-only unless --mode enforce)."""
+    setup_logging(verbose)
+    opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode, quarantine=quarantine,
+                    rescan=rescan, processes=processes, timeout=timeout, exiftool=exiftool,
+                    record=not dry_run, actor="cli")
+    records = _run(paths, opts, fmt)
+    click.echo(_summary_line(records), err=True)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--from", "from_file", type=click.File("r"), metavar="FILE",
+              help="Read paths from FILE, one a line ('-' for stdin).")
+@gate_options
+@guarded
+def check(paths: tuple[str, ...], from_file: Any, policy_path: str | None, ledger: str | None,
+          zone: str | None, mode: str | None, quarantine: str | None, fmt: str | None,
+          rescan: bool, processes: int | None, timeout: float, exiftool: str | None,
+          verbose: bool) -> None:
+    """Pre-delivery gate: exit 0 if every file may go, 1 if any is held or blocked."""
+    setup_logging(verbose)
+    listed = [line.rstrip("\n") for line in from_file if line.strip()] if from_file else []
+    if not paths and not listed:
+        raise click.UsageError("give PATHS or --from FILE")
+    opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode or "warn",
+                    quarantine=quarantine, rescan=rescan, processes=processes, timeout=timeout,
+                    exiftool=exiftool, actor="hook")
+    records = _run([*paths, *listed], opts, fmt)
+    code = gate_exit_code(records)
+    held = [r for r in records if r["action"] in ("escalate", "block")]
+    for r in held if fmt is None else []:
+        click.echo(f"HELD {r['action']}: {_display_path(r['path'])}: {r['reason']}", err=True)
+    verdict = "FAILED" if code else "passed"
+    click.echo(f"{_summary_line(records)}; gate {verdict}", err=True)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--exiftool", envvar="PROVGATE_EXIFTOOL", metavar="PATH")
+@policy_option
+@guarded
+def doctor(exiftool: str | None, policy_path: str | None, ledger: str | None) -> None:
+    """Check ExifTool, c2pa-python, the catalogue, the policy and the ledger."""
+    ok = True
+    cat = Catalogue.load()
+    try:
+        with ExifToolPool(cat.tag_arguments(), processes=1, executable=exiftool) as pool:
+            click.echo(f"exiftool:   {pool.executable} {pool.version}")
+    except ProvgateError as err:
+        click.echo(f"exiftool:   PROBLEM: {err}")
+        ok = False
+    avail, desc = credentials.availability()
+    click.echo(f"c2pa:       {desc if avail else 'not_checked: ' + desc}")
+    click.echo(f"catalogue:  {cat.version} ({len(cat.doc['markers'])} markers, "
+               f"{len(cat.codes)} source types)")
+    pol = Policy.load(policy_path)
+    click.echo(f"policy:     {pol.source} (digest {pol.digest[:16]}, mode {pol.mode})")
+    click.echo(f"ledger:     {pol.ledger_path(ledger)}")
+    click.echo(f"quarantine: {pol.quarantine_path()}")
+    watches = Path("/proc/sys/fs/inotify/max_user_watches")
+    if watches.exists():
+        click.echo(f"inotify:    max_user_watches = {watches.read_text().strip()}")
+    sys.exit(0 if ok else EXIT_CANNOT_RUN)
+
+
+# -- policy ---------------------------------------------------------------------------------
+
+@main.group()
+def policy() -> None:
+    """Write, show and validate policy files."""
+
+
+@policy.command("init")
+@click.argument("path", type=click.Path(dir_okay=False), default="provgate.toml")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+def policy_init(path: str, force: bool) -> None:
+    """Write the default policy, with comments, to PATH."""
+    if os.path.exists(path) and not force:
+        raise click.ClickException(f"{path} exists: use --force to replace it")
+    Path(path).write_text(DEFAULT_POLICY.read_text(encoding="utf-8"), encoding="utf-8")
+    click.echo(f"wrote {path}")
+
+
+@policy.command("show")
+@click.option("--policy", "policy_path", envvar="PROVGATE_POLICY", metavar="FILE")
+@guarded
+def policy_show(policy_path: str | None) -> None:
+    """Print the effective policy and its digest."""
+    pol = Policy.load(policy_path)
+    click.echo(json.dumps({"source": pol.source, "digest": pol.digest, "policy": pol.doc},
+                          indent=2))
+
+
+@policy.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@guarded
+def policy_validate(file: str) -> None:
+    """Check one policy file; exit 2 with the line or key at fault."""
+    pol = Policy.load(file)
+    pol.trust_bundle()
+    click.echo(f"{file}: valid (digest {pol.digest[:16]})")
+
+
+# -- approvals ------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("target")
+@click.option("--ref", required=True, help="The studio's written-approval reference.")
+@click.option("--by", "approver", required=True, help="Who approved.")
+@click.option("--expires", help="Expiry date or time (ISO 8601, UTC if no zone).")
+@click.option("--note", help="Free text.")
+@policy_option
+@guarded
+def approve(target: str, ref: str, approver: str, expires: str | None, note: str | None,
+            policy_path: str | None, ledger: str | None) -> None:
+    """Approve TARGET: a file (bound to its fingerprint) or a path glob."""
+    pol = Policy.load(policy_path)
+    exp = _parse_expiry(expires)
+    fields: dict[str, Any] = {"ref": ref, "approver": approver, "expires": exp, "note": note}
+    if os.path.isfile(target):
+        fields.update(fingerprint=fingerprint(target), path=os.path.abspath(target))
+    elif any(c in target for c in "*?["):
+        fields["glob"] = check_approval_glob(target, pol.roots)
+    else:
+        raise click.UsageError(f"{target} is neither a file nor a glob")
+    with Ledger(pol.ledger_path(ledger)) as led:
+        ident = led.add_approval(**fields)
+    what = fields.get("path") or fields["glob"]
+    click.echo(f"approval #{ident}: {what} ({ref}, by {approver}"
+               f"{', expires ' + exp if exp else ''})")
+
+
+def _parse_expiry(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: use ISO 8601, e.g. 2026-12-31 or "
+                                 "2026-12-31T18:00+01:00", param_hint="--expires") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.isoformat()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@policy_option
+@guarded
+def approvals(as_json: bool, policy_path: str | None, ledger: str | None) -> None:
+    """List approvals, active or not."""
+    with Ledger(Policy.load(policy_path).ledger_path(ledger)) as led:
+        rows = led.approvals()
+    now = datetime.now(timezone.utc)
+    if as_json:
+        click.echo(json.dumps([{**a.__dict__, "active": a.active(now)} for a in rows], indent=2))
+        return
+    for a in rows:
+        state = "active" if a.active(now) else ("revoked" if a.revoked else "expired")
+        click.echo(f"#{a.id:<4} {state:<8} {a.ref:<16} {a.approver:<16} "
+                   f"{a.path or a.glob}  expires {a.expires or 'never'}")
+
+
+@main.command()
+@click.argument("ident", type=int)
+@policy_option
+@guarded
+def revoke(ident: int, policy_path: str | None, ledger: str | None) -> None:
+    """Revoke approval ID."""
+    with Ledger(Policy.load(policy_path).ledger_path(ledger)) as led:
+        if not led.revoke_approval(ident, actions.current_user()):
+            raise click.ClickException(f"no active approval #{ident}")
+    click.echo(f"approval #{ident} revoked")
+
+
+# -- quarantine -----------------------------------------------------------------------------
+
+@main.group()
+def quarantine() -> None:
+    """List and restore quarantined files."""
+
+
+@quarantine.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@policy_option
+@guarded
+def quarantine_list(as_json: bool, policy_path: str | None, ledger: str | None) -> None:
+    with Ledger(Policy.load(policy_path).ledger_path(ledger)) as led:
+        rows = led.moves()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for m in rows:
+        click.echo(f"#{m['id']:<4} {m['state']:<9} {m['original_path']} -> "
+                   f"{m['quarantined_path']}" + (f"  ({m['error']})" if m["error"] else ""))
+
+
+@quarantine.command("restore")
+@click.argument("ident", type=int)
+@policy_option
+@guarded
+def quarantine_restore(ident: int, policy_path: str | None, ledger: str | None) -> None:
+    """Move quarantined file ID back to where it was."""
+    with Ledger(Policy.load(policy_path).ledger_path(ledger)) as led:
+        move = led.move(ident)
+        if move is None or move["state"] != "done":
+            raise click.ClickException(f"no quarantined file #{ident} "
+                                       "(see `provgate quarantine list`)")
+        actions.restore(move)
+        led.update_move(ident, state="restored")
+    click.echo(f"restored {move['original_path']}")
+
+
+# -- ledger ---------------------------------------------------------------------------------
+
+@main.group()
+def ledger() -> None:
+    """Read, export and verify the decision ledger."""
+
+
+def _open_ro(policy_path: str | None, ledger_path: str | None) -> Ledger:
+    return Ledger(Policy.load(policy_path).ledger_path(ledger_path), readonly=True)
+
+
+@ledger.command("list")
+@click.option("--action", type=click.Choice(["allow", "flag", "escalate", "block"]))
+@click.option("--kind")
+@click.option("--since", help="ISO date or time.")
+@click.option("--path", "path_glob", help="Path prefix or glob.")
+@click.option("--json", "as_json", is_flag=True)
+@policy_option
+@guarded
+def ledger_list(action: str | None, kind: str | None, since: str | None,
+                path_glob: str | None, as_json: bool, policy_path: str | None,
+                ledger: str | None) -> None:
+    with _open_ro(policy_path, ledger) as led:
+        rows = list(led.decisions(action, kind, since, path_glob))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for r in rows:
+        click.echo(f"#{r['id']:<6} {r['time'][:19]} {r['action']:<8} {r['kind']:<13} "
+                   f"{r['zone']:<8} {_display_path(r['path'])}")
+
+
+@ledger.command("show")
+@click.argument("ident", type=int)
+@policy_option
+@guarded
+def ledger_show(ident: int, policy_path: str | None, ledger: str | None) -> None:
+    with _open_ro(policy_path, ledger) as led:
+        row = led.decision(ident)
+    if row is None:
+        raise click.ClickException(f"no decision #{ident}")
+    click.echo(json.dumps(row, indent=2, ensure_ascii=False))
+
+
+@ledger.command("export")
+@click.option("--json", "fmt", flag_value="json", default=True)
+@click.option("--csv", "fmt", flag_value="csv")
+@click.option("--since")
+@policy_option
+@guarded
+def ledger_export(fmt: str, since: str | None, policy_path: str | None,
+                  ledger: str | None) -> None:
+    """Every decision, as records valid against schemas/decision.schema.json."""
+    with _open_ro(policy_path, ledger) as led:
+        rows = [_export_record(r) for r in led.decisions(since=since)]
+    _print(rows, fmt)
+
+
+def _export_record(row: dict[str, Any]) -> dict[str, Any]:
+    approval = ({"id": row["approval_id"], "ref": row["approval_ref"], "by": ""}
+                if row["approval_id"] else None)
+    return {**row, "approval": approval, "warnings": [], "outcome": None}
+
+
+@ledger.command("verify")
+@policy_option
+@guarded
+def ledger_verify(policy_path: str | None, ledger: str | None) -> None:
+    """Walk the hash chain; exit 1 naming the first broken row."""
+    with _open_ro(policy_path, ledger) as led:
+        count, bad, message = led.verify()
+    if bad is not None:
+        click.echo(f"ledger BROKEN: {message}", err=True)
+        sys.exit(EXIT_GATE_FAILED)
+    click.echo(f"ledger ok: {message}")
+
+
+@main.command("catalogue")
+@click.option("--validate", "path", type=click.Path(exists=True, dir_okay=False),
+              help="Validate a catalogue file instead of showing the built-in one.")
+@guarded
+def catalogue_cmd(path: str | None) -> None:
+    """Show the signal catalogue's version and the ExifTool tags it reads."""
+    cat = Catalogue.load(Path(path) if path else None)
+    click.echo(f"catalogue {cat.version} digest {cat.digest[:16]}")
+    click.echo(" ".join(cat.tag_arguments()))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

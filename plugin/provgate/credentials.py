@@ -1,0 +1,261 @@
+"""Content Credentials: read and validate C2PA manifests with c2pa-python, offline.
+
+ExifTool shows what a manifest claims but cannot tell a valid signature from a broken one, and
+12.57 does not see manifests in MP4, WAV, WebP, TIFF, PDF... (SIGNALS.md 3.3). c2pa-python
+validates every supported file; remote manifest and OCSP fetching are switched off, and trust
+comes only from the bundle the facility configures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from provgate.probe import Metadata
+from provgate.signals import Catalogue, Signal
+
+try:  # c2pa-python is a regular dependency, but its wheel is missing on some platforms
+    import c2pa as _c2pa
+    _IMPORT_ERROR: str | None = None
+except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
+    _c2pa = None
+    _IMPORT_ERROR = f"c2pa-python is not importable: {exc}"
+
+# failures that concern trust in the signer, not the integrity of the file
+# signingCredential.invalid is what an extended key usage outside the default list gives
+# (Microsoft signers): a trust-configuration question, answered by the bundle's EKU list
+TRUST_CODES = frozenset({"signingCredential.untrusted", "signingCredential.invalid",
+                         "cawg.x509.credential.untrusted"})
+_AI_TO_INGREDIENT = {"parentOf": None, "componentOf": "ai_composite", "inputTo": "ai_composite"}
+
+
+@dataclass(frozen=True)
+class TrustBundle:
+    """PEM trust anchors, allowed end-entity certificates and an EKU list, as files."""
+
+    anchors: tuple[Path, ...] = ()
+    allowed: tuple[Path, ...] = ()
+    config: Path | None = None
+
+    def settings(self) -> dict[str, Any]:
+        trust: dict[str, Any] = {}
+        if self.anchors:
+            trust["trust_anchors"] = "".join(p.read_text() for p in self.anchors)
+        if self.allowed:
+            trust["allowed_list"] = "".join(p.read_text() for p in self.allowed)
+        if self.config:
+            trust["trust_config"] = self.config.read_text()
+        return trust
+
+    @property
+    def digest(self) -> str | None:
+        """sha256 over the bundle's files, recorded next to the policy digest."""
+        files = [*self.anchors, *self.allowed, *([self.config] if self.config else [])]
+        if not files:
+            return None
+        h = hashlib.sha256()
+        for p in files:
+            h.update(p.read_bytes())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Credentials:
+    state: str
+    signals: tuple[Signal, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+    warning: str | None = None
+
+    @property
+    def manifest_read(self) -> bool:
+        return self.state in ("valid_trusted", "valid_untrusted") or bool(self.details.get("manifests"))
+
+
+def availability() -> tuple[bool, str]:
+    """(available, description) for ``doctor``."""
+    if _c2pa is None:
+        return False, _IMPORT_ERROR or "c2pa-python is not installed"
+    return True, f"c2pa-python {_c2pa.__version__} (c2pa-rs {_c2pa.sdk_version()})"
+
+
+class CredentialChecker:
+    """Validates C2PA manifests; thread-safe for use from the probe's workers."""
+
+    def __init__(self, catalogue: Catalogue, trust: TrustBundle | None = None) -> None:
+        self.catalogue = catalogue
+        self.trust = trust or TrustBundle()
+        self.available, self.description = availability()
+        self._mimes: frozenset[str] = frozenset()
+        self._context = None
+        if self.available:
+            settings: dict[str, Any] = {"verify": {"remote_manifest_fetch": False,
+                                                   "ocsp_fetch": False}}
+            trust = self.trust.settings()
+            if trust:
+                settings["trust"] = trust
+                settings["verify"]["verify_trust"] = True
+            self._context = _c2pa.Context.from_dict(settings)
+            self._mimes = frozenset(_c2pa.Reader.get_supported_mime_types())
+
+    def check(self, path: str, meta: Metadata) -> Credentials:
+        """The C2PA state of one file, with the signals its manifests carry."""
+        fallback = _pointer_state(meta)
+        if not self.available:
+            return Credentials("not_checked", warning=self.description)
+        mime = meta.tags.get("File:MIMEType")
+        sidecar = _c2pa_sidecar(path)
+        if mime not in self._mimes:
+            return Credentials(fallback)
+        try:
+            with open(path, "rb") as stream:
+                if sidecar is not None:
+                    reader = _c2pa.Reader(mime, stream, manifest_data=sidecar.read_bytes(),
+                                          context=self._context)
+                else:
+                    reader = _c2pa.Reader(mime, stream, context=self._context)
+                with reader:
+                    store = json.loads(reader.json())
+        except Exception as exc:  # noqa: BLE001 - c2pa raises many C2paError subclasses
+            return self._from_error(str(exc), fallback, meta)
+        return self._from_store(store)
+
+    def _from_error(self, message: str, fallback: str, meta: Metadata) -> Credentials:
+        text = message.strip()
+        if "ManifestNotFound" in text or "no JUMBF" in text:
+            return Credentials(fallback)
+        if "Remote" in text:
+            return Credentials("remote", details={"codes": [text]})
+        if "could not be parsed" in text and fallback in ("absent",):
+            return Credentials("absent", warning=f"c2pa: {text}")
+        return Credentials("invalid", details={"codes": [text]})
+
+    def _from_store(self, store: dict[str, Any]) -> Credentials:
+        manifests = store.get("manifests", {})
+        active = store.get("active_manifest")
+        codes = _failure_codes(store)
+        integrity = [c for c in codes if c not in TRUST_CODES]
+        vstate = store.get("validation_state")
+        if integrity or (vstate == "Invalid" and not codes):
+            state = "invalid"
+        elif vstate == "Trusted":
+            state = "valid_trusted"
+        else:
+            state = "valid_untrusted"
+        signals = list(self._manifest_signals(manifests, active, "active manifest", set()))
+        details = {
+            "validation_state": vstate,
+            "codes": codes,
+            "manifests": len(manifests),
+            **_summary(manifests.get(active, {})),
+            "ingredients": _ingredient_tree(manifests, active, set()),
+        }
+        return Credentials(state, tuple(signals), details)
+
+    def _manifest_signals(self, manifests: dict[str, Any], label: str | None, where: str,
+                          seen: set[str]) -> list[Signal]:
+        if not label or label in seen or label not in manifests:
+            return []
+        seen.add(label)
+        man = manifests[label]
+        meta = Metadata(where, _pseudo_tags(man))
+        found = [replace(s, tag=f"{where}: {s.tag}") for s in self.catalogue.match(meta, "c2pa")]
+        for ing in man.get("ingredients", []):
+            rel = ing.get("relationship", "componentOf")
+            title = ing.get("title", "?")
+            sub = self._manifest_signals(manifests, ing.get("active_manifest"),
+                                         f"ingredient '{title}' ({rel})", seen)
+            for s in sub:
+                if s.kind == "human":
+                    continue  # a human ingredient says nothing about the whole
+                if s.kind == "ai_generated" and _AI_TO_INGREDIENT.get(rel):
+                    s = replace(s, kind=_AI_TO_INGREDIENT[rel],
+                                meaning=f"generated ingredient placed in this file: {s.meaning}")
+                found.append(s)
+        return found
+
+
+def _pointer_state(meta: Metadata) -> str:
+    pointer = str(meta.tags.get("XMP-dcterms:Provenance") or "")
+    if pointer.startswith("self#jumbf"):
+        return "stripped"
+    if pointer.lower().startswith(("http://", "https://")):
+        return "remote"
+    return "absent"
+
+
+def _c2pa_sidecar(path: str) -> Path | None:
+    base, _ = os.path.splitext(path)
+    for cand in (path + ".c2pa", base + ".c2pa"):
+        if os.path.isfile(cand):
+            return Path(cand)
+    return None
+
+
+def _failure_codes(store: dict[str, Any]) -> list[str]:
+    results = store.get("validation_results") or {}
+    items = list((results.get("activeManifest") or {}).get("failure", []))
+    if not results:
+        items = [s for s in store.get("validation_status", []) if "code" in s]
+    return list(dict.fromkeys(i["code"] for i in items if "code" in i))
+
+
+def _actions(man: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for a in man.get("assertions", []):
+        if str(a.get("label", "")).startswith("c2pa.actions"):
+            body = a.get("data", {})
+            out.extend(body.get("actions", []))
+            out.extend(body.get("templates", []))
+    return out
+
+
+def _agent(action: dict[str, Any]) -> str | None:
+    agent = action.get("softwareAgent")
+    if isinstance(agent, dict):
+        return agent.get("name")
+    return agent
+
+
+def _pseudo_tags(man: dict[str, Any]) -> dict[str, Any]:
+    """A manifest as the ExifTool tag names the catalogue knows, so one catalogue serves both."""
+    acts = _actions(man)
+    dst = [a.get("digitalSourceType") for a in acts]
+    dst += [(a.get("parameters") or {}).get("com.adobe.digitalSourceType") for a in acts]
+    tags: dict[str, Any] = {
+        "CBOR:ActionsDigitalSourceType": [d for d in dst if d],
+        "CBOR:ActionsSoftwareAgent": [g for g in map(_agent, acts) if g],
+        "CBOR:ActionsDescription": [a.get("description") for a in acts if a.get("description")],
+        "CBOR:ActionsParametersDescription": [(a.get("parameters") or {}).get("description")
+                                              for a in acts
+                                              if (a.get("parameters") or {}).get("description")],
+        "CBOR:Claim_generator": man.get("claim_generator") or "",
+        "CBOR:Claim_Generator_InfoName": [i.get("name") for i in man.get("claim_generator_info", [])
+                                          if isinstance(i, dict) and i.get("name")],
+    }
+    return {k: v for k, v in tags.items() if v}
+
+
+def _summary(man: dict[str, Any]) -> dict[str, Any]:
+    sig = man.get("signature_info") or {}
+    gen = man.get("claim_generator") or ", ".join(
+        i.get("name", "") for i in man.get("claim_generator_info", []) if isinstance(i, dict))
+    return {
+        "claim_generator": gen or None,
+        "signer": {"issuer": sig.get("issuer"), "common_name": sig.get("common_name")},
+        "signing_time": sig.get("time"),
+        "actions": [{"action": a.get("action"), "digitalSourceType": a.get("digitalSourceType"),
+                     "softwareAgent": _agent(a)} for a in _actions(man)],
+    }
+
+
+def _ingredient_tree(manifests: dict[str, Any], label: str | None, seen: set[str]) -> list[Any]:
+    if not label or label in seen or label not in manifests:
+        return []
+    seen.add(label)
+    return [{"title": i.get("title"), "relationship": i.get("relationship"),
+             "ingredients": _ingredient_tree(manifests, i.get("active_manifest"), seen)}
+            for i in manifests[label].get("ingredients", [])]

@@ -1,0 +1,71 @@
+"""Data files (signature catalogue, default policy) and the JSON Schemas that validate them.
+
+Schemas live in the repository's ``schemas/`` folder; wheels carry a copy inside the package.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from provgate.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def schema_dir() -> Path:
+    """The folder holding the JSON Schemas, for an installed wheel or a source checkout."""
+    for candidate in (PACKAGE_DIR / "schemas", PACKAGE_DIR.parent.parent / "schemas"):
+        if (candidate / "decision.schema.json").is_file():
+            return candidate
+    raise ConfigError("provgate's JSON Schemas are missing: reinstall provgate")
+
+
+@functools.cache
+def schema(name: str) -> dict[str, Any]:
+    """Load ``schemas/NAME.schema.json``."""
+    return json.loads((schema_dir() / f"{name}.schema.json").read_text(encoding="utf-8"))
+
+
+@functools.cache
+def validator(name: str) -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema(name))
+    return cls(schema(name), format_checker=cls.FORMAT_CHECKER)
+
+
+def validate(instance: Any, name: str, where: str) -> None:
+    """Raise ConfigError naming the key path of the first problem found in ``instance``."""
+    errors = sorted(validator(name).iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ConfigError(f"{where}: {key}: {err.message}")
+
+
+def load_toml(path: Path, schema_name: str) -> dict[str, Any]:
+    """Read a TOML file and validate it, with errors that name the line or the key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    validate(doc, schema_name, str(path))
+    return doc
+
+
+def digest(doc: Any) -> str:
+    """sha256 of a canonical JSON form: the identity of a policy or catalogue in records."""
+    return hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
+
+
+def canonical_json(doc: Any) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

@@ -1,0 +1,23 @@
+"""Extension points (pluggy). Built-in notifiers register through the same hooks as plugins.
+
+Third-party plugins declare an entry point in the ``provgate`` group.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("provgate")
+hookimpl = pluggy.HookimplMarker("provgate")
+
+
+@hookspec
+def provgate_detect(path: str, metadata: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Extra signals for one file (a watermark decoder, a studio's own rules)."""
+
+
+@hookspec
+def provgate_notify(record: dict[str, Any], notifier: dict[str, Any]) -> bool | None:
+    """Deliver one decision to a configured notifier; return True if this plugin handled it."""

@@ -1,0 +1,244 @@
+"""Ledger: the append-only, hash-chained SQLite record. The only module that touches SQLite.
+
+Tables (readable with any SQLite tool or datasette):
+- ``decisions``: one row per decision, never updated or deleted (triggers refuse it); each row
+  stores the previous row's hash and its own, over a canonical JSON of its fields;
+- ``files``: path, size, mtime_ns, inode -> fingerprint and verdict, so a rescan skips
+  unchanged files;
+- ``approvals``: written approvals; ``quarantine``: moves and restores with their state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from provgate import data
+from provgate.errors import LedgerError
+from provgate.policy import Approval
+
+GENESIS = "0" * 64
+# the fields the hash covers, in the order they are stored
+CHAINED = ("id", "time", "path", "root", "fingerprint", "size", "kind", "c2pa", "evidence",
+           "error", "zone", "rule", "action", "reason", "mode", "approval_id", "approval_ref",
+           "policy_digest", "trust_digest", "tools", "actor", "user", "prev_hash")
+_JSON_FIELDS = ("evidence", "tools")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def row_hash(row: dict[str, Any]) -> str:
+    return hashlib.sha256(data.canonical_json({k: row.get(k) for k in CHAINED}).encode()).hexdigest()
+
+
+class Ledger:
+    """One ledger file; safe to share between a daemon and CLI processes (WAL, busy timeout)."""
+
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise LedgerError(f"no ledger at {self.path}: run a scan first, or pass --ledger")
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(str(self.path), timeout=30)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute("PRAGMA synchronous = NORMAL")
+                self._create()
+            else:
+                self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise LedgerError(f"cannot open the ledger {self.path}: {exc} "
+                              "(is it a provgate ledger, writable, on a local disk?)") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _create(self) -> None:
+        db = self.db
+        with db.atomic():
+            if "decisions" not in db.table_names():
+                db["decisions"].create({
+                    "id": int, "time": str, "path": str, "root": str, "fingerprint": str,
+                    "size": int, "kind": str, "c2pa": str, "evidence": str, "error": str,
+                    "zone": str, "rule": str, "action": str, "reason": str, "mode": str,
+                    "approval_id": int, "approval_ref": str, "policy_digest": str,
+                    "trust_digest": str, "tools": str, "actor": str, "user": str,
+                    "prev_hash": str, "hash": str}, pk="id")
+                db["decisions"].create_index(["path"])
+                db["decisions"].create_index(["fingerprint"])
+                for op in ("UPDATE", "DELETE"):
+                    db.execute(f"CREATE TRIGGER decisions_no_{op.lower()} BEFORE {op} ON decisions "
+                               "BEGIN SELECT RAISE(ABORT, 'the decisions ledger is append-only'); END")
+            if "files" not in db.table_names():
+                db["files"].create({
+                    "path": str, "size": int, "mtime_ns": int, "inode": int, "fingerprint": str,
+                    "catalogue": str, "trust": str, "verdict": str, "decision_id": int,
+                    "decision_key": str, "seen": str}, pk="path")
+            if "approvals" not in db.table_names():
+                db["approvals"].create({
+                    "id": int, "ref": str, "approver": str, "fingerprint": str, "glob": str,
+                    "path": str, "expires": str, "note": str, "created": str, "revoked": str,
+                    "revoked_by": str}, pk="id")
+            if "quarantine" not in db.table_names():
+                db["quarantine"].create({
+                    "id": int, "decision_id": int, "original_path": str, "quarantined_path": str,
+                    "receipt_path": str, "fingerprint": str, "size": int, "state": str,
+                    "created": str, "updated": str, "error": str, "user": str}, pk="id")
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def append(self, rows: list[dict[str, Any]],
+               files: Iterable[dict[str, Any]] = (),
+               moves: Iterable[dict[str, Any]] = ()) -> list[int]:
+        """Append decisions, update the file cache and open pending moves in one transaction.
+
+        ``moves`` items carry ``row_index`` (the decision they belong to). Returns the ids.
+        """
+        ids: list[int] = []
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            last = self.db.execute(
+                "SELECT id, hash FROM decisions ORDER BY id DESC LIMIT 1").fetchone()
+            next_id, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+            stored = []
+            for row in rows:
+                r = {k: row.get(k) for k in CHAINED if k != "prev_hash"}
+                for k in _JSON_FIELDS:
+                    r[k] = data.canonical_json(r[k] if r[k] is not None else [])
+                r["id"], r["prev_hash"] = next_id, prev
+                r["hash"] = prev = row_hash(r)
+                stored.append(r)
+                ids.append(next_id)
+                next_id += 1
+            if stored:
+                self.db["decisions"].insert_all(stored)
+            file_rows = [{**{k: v for k, v in f.items() if k != "row_index"},
+                          **({"decision_id": ids[f["row_index"]]}
+                             if f.get("row_index") is not None else {})} for f in files]
+            if file_rows:
+                self.db["files"].upsert_all(file_rows, pk="path")
+            move_rows = [{**{k: v for k, v in m.items() if k != "row_index"},
+                          "decision_id": ids[m["row_index"]]} for m in moves]
+            if move_rows:
+                self.db["quarantine"].insert_all(move_rows)
+            self.db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            self.db.rollback()
+            raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from exc
+        return ids
+
+    def decisions(self, action: str | None = None, kind: str | None = None,
+                  since: str | None = None, path: str | None = None,
+                  limit: int | None = None) -> Iterator[dict[str, Any]]:
+        where, params = [], {}
+        for col, val in (("action", action), ("kind", kind)):
+            if val:
+                where.append(f"{col} = :{col}")
+                params[col] = val
+        if since:
+            where.append("time >= :since")
+            params["since"] = since
+        if path:
+            where.append("path GLOB :path")
+            params["path"] = path if any(c in path for c in "*?[") else f"{path}*"
+        sql = "SELECT * FROM decisions" + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql += " ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")
+        for row in self.db.query(sql, params):
+            yield _decode(row)
+
+    def decision(self, ident: int) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM decisions WHERE id = ?", [ident]))
+        return _decode(rows[0]) if rows else None
+
+    def verify(self) -> tuple[int, int | None, str]:
+        """(rows checked, first broken id or None, message)."""
+        prev, count, expected_id = GENESIS, 0, 1
+        for row in self.db.query("SELECT * FROM decisions ORDER BY id"):
+            count += 1
+            if row["id"] != expected_id:
+                return count, row["id"], f"row {expected_id} is missing (next row is {row['id']})"
+            if row["prev_hash"] != prev:
+                return count, row["id"], f"row {row['id']} does not follow row {row['id'] - 1}"
+            if row_hash(row) != row["hash"]:
+                return count, row["id"], f"row {row['id']} was changed after it was written"
+            prev, expected_id = row["hash"], expected_id + 1
+        return count, None, f"{count} decisions, chain intact"
+
+    # -- file cache ------------------------------------------------------------------------
+
+    def cached_files(self, paths: list[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(paths), 500):
+            chunk = paths[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.query(f"SELECT * FROM files WHERE path IN ({marks})", chunk):
+                out[row["path"]] = row
+        return out
+
+    # -- approvals -------------------------------------------------------------------------
+
+    def add_approval(self, **fields: Any) -> int:
+        with self.db.atomic():
+            return self.db["approvals"].insert({**fields, "created": now_iso()}).last_pk
+
+    def approvals(self, include_inactive: bool = True) -> list[Approval]:
+        rows = self.db.query("SELECT * FROM approvals ORDER BY id")
+        out = [Approval(id=r["id"], ref=r["ref"], approver=r["approver"], created=r["created"],
+                        fingerprint=r["fingerprint"], glob=r["glob"], path=r["path"],
+                        expires=r["expires"], note=r["note"], revoked=r["revoked"]) for r in rows]
+        if include_inactive:
+            return out
+        now = datetime.now(timezone.utc)
+        return [a for a in out if a.active(now)]
+
+    def revoke_approval(self, ident: int, by: str) -> bool:
+        with self.db.atomic():
+            cur = self.db.execute("UPDATE approvals SET revoked = ?, revoked_by = ? "
+                                  "WHERE id = ? AND revoked IS NULL", [now_iso(), by, ident])
+            return cur.rowcount == 1
+
+    # -- quarantine ------------------------------------------------------------------------
+
+    def moves(self, state: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM quarantine" + (" WHERE state = ?" if state else "") + " ORDER BY id"
+        return list(self.db.query(sql, [state] if state else []))
+
+    def move(self, ident: int) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM quarantine WHERE id = ?", [ident]))
+        return rows[0] if rows else None
+
+    def update_move(self, ident: int, **fields: Any) -> None:
+        with self.db.atomic():
+            self.db["quarantine"].update(ident, {**fields, "updated": now_iso()})
+
+    def stats(self) -> dict[str, Any]:
+        return {t: self.db[t].count for t in ("decisions", "files", "approvals", "quarantine")}
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for k in _JSON_FIELDS:
+        if isinstance(out.get(k), str):
+            out[k] = json.loads(out[k])
+    return out

@@ -1,0 +1,321 @@
+"""Pipeline: one batch flow that scan, check and watch all feed.
+
+file -> Asset (assets) -> Metadata (probe) -> Signals (signals, credentials) -> Verdict
+(verdict) -> Decision (policy) -> ledger row, committed before any move -> action (actions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from provgate import __version__, actions, data
+from provgate.assets import Asset, discover, sidecar_for
+from provgate.credentials import CredentialChecker, availability
+from provgate.errors import ActionError, ConfigError
+from provgate.ledger import Ledger, now_iso
+from provgate.notify import Notifier
+from provgate.policy import MODES, Decision, Policy
+from provgate.probe import ExifToolPool, Metadata, find_exiftool
+from provgate.signals import Catalogue, Signal
+from provgate.verdict import Verdict, c2pa_state_from_metadata, judge
+
+log = logging.getLogger("provgate")
+
+
+@dataclass
+class Options:
+    """Everything one run needs; the CLI fills it from options, a library user directly."""
+
+    policy: Policy = field(default_factory=Policy.load)
+    ledger: str | None = None
+    quarantine: str | None = None
+    mode: str | None = None
+    zone: str | None = None
+    actor: str = "cli"
+    rescan: bool = False
+    record: bool = True
+    processes: int | None = None
+    timeout: float = 30.0
+    batch_size: int = 64
+    exiftool: str | None = None
+    catalogue: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode and self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if self.zone and self.zone not in self.policy.zones and self.zone != self.policy.default_zone:
+            raise ConfigError(f"unknown zone {self.zone!r}: the policy defines "
+                              f"{', '.join(self.policy.zones) or 'no zones'}")
+
+
+class Gate:
+    """A session: catalogue, ExifTool pool, credential checker and ledger, opened once."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.policy = opts.policy
+        self.mode = opts.mode or self.policy.mode
+        self.catalogue = Catalogue.load(opts.catalogue)
+        self.exiftool = find_exiftool(opts.exiftool)
+        trust = self.policy.trust_bundle()
+        self.trust_digest = trust.digest
+        self.checker = CredentialChecker(self.catalogue, trust)
+        self.ledger = Ledger(self.policy.ledger_path(opts.ledger))
+        self.quarantine_dir = self.policy.quarantine_path(opts.quarantine)
+        self.notifier = Notifier(self.policy.notifiers)
+        self._pool: ExifToolPool | None = None
+        self._hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="provgate-hash")
+        self.user = actions.current_user()
+        self.cache_key = hashlib.sha256(
+            f"{self.catalogue.digest}|{self.trust_digest}|{self.checker.available}".encode()
+        ).hexdigest()[:16]
+
+    def __enter__(self) -> Gate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool:
+            self._pool.close()
+        self._hasher.shutdown(wait=True)
+        self.ledger.close()
+
+    @property
+    def pool(self) -> ExifToolPool:
+        if self._pool is None:
+            self._pool = ExifToolPool(self.catalogue.tag_arguments(), self.opts.processes,
+                                      self.opts.timeout, self.opts.batch_size, self.exiftool)
+        return self._pool
+
+    def tools(self) -> dict[str, Any]:
+        return {"provgate": __version__, "exiftool": self._pool.version if self._pool else None,
+                "catalogue": self.catalogue.version, "c2pa": availability()[1]}
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self, paths: Iterable[str], chunk: int = 512,
+            progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+        """Judge every file under ``paths``; yields one record per file, in walk order."""
+        batch: list[Asset] = []
+        walk = discover(list(paths), self.policy.include, self.policy.exclude,
+                        self.policy.skip_hidden)
+        for asset in walk:
+            batch.append(asset)
+            if len(batch) >= chunk:
+                yield from self.process(batch)
+                if progress:
+                    progress(len(batch))
+                batch = []
+        if batch:
+            yield from self.process(batch)
+            if progress:
+                progress(len(batch))
+
+    def process(self, assets: list[Asset]) -> list[dict[str, Any]]:
+        """One batch: judge, decide, record (one transaction), then act."""
+        cached = self.ledger.cached_files([a.path for a in assets if not a.error])
+        verdicts = self._judge(assets, {} if self.opts.rescan else cached)
+        approvals = self.ledger.approvals(include_inactive=False)
+        records, new_rows, file_rows, moves = [], [], [], []
+        for asset in assets:
+            asset, verdict, was_cached = verdicts[asset.path]
+            decision = self.policy.decide(asset, verdict, approvals, self.opts.zone)
+            rec = self._record(asset, verdict, decision, was_cached)
+            key = _decision_key(rec)
+            prev = cached.get(asset.path)
+            if prev and prev["decision_key"] == key and prev["decision_id"]:
+                rec["id"] = prev["decision_id"]
+                index = None
+            else:
+                index = len(new_rows)
+                new_rows.append(rec)
+                if decision.action == "block" and self.mode == "enforce" and asset.fingerprint:
+                    moves.append(self._plan_move(asset, index))
+            if asset.fingerprint:
+                file_rows.append({"path": asset.path, "size": asset.size,
+                                  "mtime_ns": asset.mtime_ns, "inode": asset.inode,
+                                  "fingerprint": asset.fingerprint, "catalogue": self.cache_key,
+                                  "trust": self.trust_digest, "verdict": _verdict_json(verdict),
+                                  "decision_key": key, "seen": rec["time"],
+                                  "decision_id": rec["id"], "row_index": index})
+            records.append(rec)
+        if self.opts.record:
+            ids = self.ledger.append(new_rows, file_rows, moves)
+            for rec, ident in zip(new_rows, ids):
+                rec["id"] = ident
+            self._carry_out(moves, new_rows)
+        fresh = {id(r) for r in new_rows}
+        for rec in records:
+            if id(rec) in fresh:
+                rec["warnings"].extend(self.notifier.send(rec))
+            rec["outcome"] = rec.get("outcome") or _outcome(rec, self.mode)
+        return records
+
+    def _judge(self, assets: list[Asset],
+               cached: dict[str, dict[str, Any]]) -> dict[str, tuple[Asset, Verdict, bool]]:
+        out: dict[str, tuple[Asset, Verdict, bool]] = {}
+        todo: list[Asset] = []
+        for a in assets:
+            row = cached.get(a.path)
+            if a.error:
+                out[a.path] = (a, Verdict("unreadable", "not_checked", error=a.error), False)
+            elif row and (row["size"], row["mtime_ns"], row["inode"], row["catalogue"]) == (
+                    a.size, a.mtime_ns, a.inode, self.cache_key):
+                out[a.path] = (Asset(a.path, a.root, a.size, a.mtime_ns, a.inode,
+                                     row["fingerprint"]), _verdict_from_json(row["verdict"]), True)
+            else:
+                todo.append(a)
+        if not todo:
+            return out
+        hashed = self._hasher.map(Asset.with_fingerprint, todo)
+        sidecars = {a.path: sidecar_for(a.path) for a in todo}
+        metas = self.pool.probe([a.path for a in todo] + [s for s in sidecars.values() if s])
+        for asset in hashed:
+            meta = metas[asset.path]
+            if asset.error and not meta.error:
+                meta = Metadata(meta.path, meta.tags, asset.error, meta.warnings)
+            out[asset.path] = (asset, self._verdict(asset, meta, sidecars[asset.path], metas),
+                               False)
+        return out
+
+    def _verdict(self, asset: Asset, meta: Metadata, sidecar: str | None,
+                 metas: dict[str, Metadata]) -> Verdict:
+        signals = self.catalogue.match(meta)
+        if sidecar:
+            signals += self.catalogue.match(metas[sidecar], "sidecar")
+        warnings: list[str] = []
+        state = c2pa_state_from_metadata(meta)
+        details: dict[str, Any] = {}
+        if not meta.error:
+            cred = self.checker.check(asset.path, meta)
+            if cred.warning and cred.state != "not_checked":
+                warnings.append(cred.warning)
+            if cred.state != "not_checked":
+                state = cred.state
+                details = cred.details
+            if cred.manifest_read:  # c2pa-python's structured view replaces ExifTool's CBOR
+                signals = [s for s in signals if not s.tag.split(":")[-2:-1] == ["CBOR"]]
+                signals += list(cred.signals)
+        signals = _unique(signals)
+        return judge(meta, signals, state, details, tuple(warnings))
+
+    def _record(self, asset: Asset, verdict: Verdict, decision: Decision,
+                cached: bool) -> dict[str, Any]:
+        return {
+            "id": None, "time": now_iso(), "path": asset.path, "root": asset.root,
+            "fingerprint": asset.fingerprint, "size": asset.size if not asset.error else None,
+            "kind": verdict.kind, "c2pa": verdict.c2pa,
+            "evidence": [s.to_dict() for s in verdict.evidence],
+            "credentials": verdict.credentials, "error": verdict.error,
+            "warnings": list(verdict.warnings),
+            "zone": decision.zone, "rule": decision.rule, "action": decision.action,
+            "reason": decision.reason, "approval": decision.approval,
+            "approval_id": (decision.approval or {}).get("id"),
+            "approval_ref": (decision.approval or {}).get("ref"),
+            "mode": self.mode, "policy_digest": self.policy.digest,
+            "trust_digest": self.trust_digest, "tools": self.tools(),
+            "actor": self.opts.actor, "user": self.user, "cached": cached, "outcome": None,
+        }
+
+    # -- acting ----------------------------------------------------------------------------
+
+    def _plan_move(self, asset: Asset, row_index: int) -> dict[str, Any]:
+        target = actions.plan_target(self.quarantine_dir, asset.relpath)
+        return {"row_index": row_index, "original_path": asset.path,
+                "quarantined_path": str(target),
+                "receipt_path": str(target) + actions.RECEIPT_SUFFIX,
+                "fingerprint": asset.fingerprint, "size": asset.size, "state": "pending",
+                "created": now_iso(), "updated": now_iso(), "user": self.user}
+
+    def _carry_out(self, moves: list[dict[str, Any]], new_rows: list[dict[str, Any]]) -> None:
+        if not moves:
+            return
+        by_decision = {r["id"]: r for r in new_rows}
+        for move in self.ledger.moves("pending"):
+            rec = by_decision.get(move["decision_id"])
+            if rec is not None:
+                rec["outcome"] = self.finish_move(move, rec)
+
+    def finish_move(self, move: dict[str, Any], rec: dict[str, Any]) -> str:
+        try:
+            actions.quarantine(move, rec)
+        except ActionError as exc:
+            self.ledger.update_move(move["id"], state="failed", error=str(exc))
+            log.error("%s", exc)
+            rec.setdefault("warnings", []).append(str(exc))
+            return f"left in place: {exc}"
+        self.ledger.update_move(move["id"], state="done")
+        return f"quarantined to {move['quarantined_path']}"
+
+    def recover(self) -> list[str]:
+        """Finish moves a crash interrupted (the decision was committed, the move was not)."""
+        done = []
+        for move in self.ledger.moves("pending"):
+            rec = self.ledger.decision(move["decision_id"]) or {}
+            done.append(self.finish_move(move, rec))
+        return done
+
+
+def _outcome(rec: dict[str, Any], mode: str) -> str:
+    if rec["action"] != "block":
+        return {"allow": "allowed", "flag": "recorded and socialized",
+                "escalate": "held for written approval"}[rec["action"]]
+    if mode == "audit":
+        return "would quarantine (audit mode)"
+    if mode == "warn":
+        return "left in place (warn mode)"
+    return "left in place" if not rec.get("fingerprint") else "quarantine pending"
+
+
+def _decision_key(rec: dict[str, Any]) -> str:
+    keys = ("fingerprint", "kind", "c2pa", "zone", "rule", "action", "approval_id", "mode",
+            "policy_digest", "error")
+    return hashlib.sha256(data.canonical_json({k: rec[k] for k in keys}).encode()).hexdigest()
+
+
+def _unique(signals: list[Signal]) -> list[Signal]:
+    return list(dict.fromkeys(signals))
+
+
+def _verdict_json(v: Verdict) -> str:
+    return json.dumps({"kind": v.kind, "c2pa": v.c2pa, "evidence": [s.to_dict() for s in v.evidence],
+                       "error": v.error, "warnings": list(v.warnings),
+                       "credentials": v.credentials}, default=str)
+
+
+def _verdict_from_json(text: str) -> Verdict:
+    d = json.loads(text)
+    return Verdict(d["kind"], d["c2pa"], tuple(Signal(**s) for s in d["evidence"]), d["error"],
+                   tuple(d["warnings"]), d["credentials"])
+
+
+def gate_exit_code(records: list[dict[str, Any]]) -> int:
+    """0 when every file may go (allowed or flagged), 1 when any is held or blocked."""
+    return 1 if any(r["action"] in ("escalate", "block") for r in records) else 0
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    by_action: dict[str, int] = {}
+    by_kind: dict[str, int] = {}
+    for r in records:
+        by_action[r["action"]] = by_action.get(r["action"], 0) + 1
+        by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + 1
+    approved = sum(1 for r in records if r.get("approval"))
+    return {"files": len(records), "actions": by_action, "kinds": by_kind, "approved": approved}
+
+
+def _cwd_rel(path: str) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return path

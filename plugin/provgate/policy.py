@@ -1,0 +1,242 @@
+"""Policy: (zone, verdict) -> action, with approvals that turn a hold into a pass.
+
+The policy is a TOML file validated by ``schemas/policy.schema.json``; the built-in default
+(``default_policy.toml``) follows the streamer rule. Every decision names the policy line that
+made it (``rule``) and says why in a sentence a producer understands (``reason``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from provgate import data
+from provgate.assets import Asset, matches
+from provgate.credentials import TrustBundle
+from provgate.errors import ConfigError
+from provgate.verdict import Verdict
+
+DEFAULT_POLICY = data.PACKAGE_DIR / "default_policy.toml"
+ACTIONS = ("allow", "flag", "escalate", "block")
+MODES = ("enforce", "warn", "audit")
+HOLDS = frozenset({"escalate", "block"})
+_STRENGTH = {a: i for i, a in enumerate(ACTIONS)}
+_KIND_WORDS = {
+    "ai_generated": "made by a generative AI model",
+    "ai_composite": "real media with generated parts",
+    "ai_possible": "provenance says generated parts may be in it",
+    "algorithmic": "made or changed by non-generative algorithms",
+    "human": "made by people, and its provenance says so",
+    "unknown": "no provenance either way",
+    "unreadable": "could not be read",
+}
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Written approval: a studio reference bound to a file's fingerprint or to a path glob."""
+
+    id: int
+    ref: str
+    approver: str
+    created: str
+    fingerprint: str | None = None
+    glob: str | None = None
+    path: str | None = None
+    expires: str | None = None
+    note: str | None = None
+    revoked: str | None = None
+
+    def active(self, now: datetime) -> bool:
+        if self.revoked:
+            return False
+        return not self.expires or datetime.fromisoformat(self.expires) > now
+
+    def covers(self, asset: Asset) -> bool:
+        if self.fingerprint:
+            return asset.fingerprint == self.fingerprint
+        return bool(self.glob) and matches(asset.path, [self.glob])
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "ref": self.ref, "by": self.approver, "expires": self.expires}
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    zone: str
+    rule: str
+    reason: str
+    approval: dict[str, Any] | None = None
+
+
+@dataclass
+class Policy:
+    doc: dict[str, Any]
+    source: str
+    base_dir: Path
+    digest: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.digest = data.digest(self.doc)
+        for name, zone in self.zones.items():
+            for pat in zone.get("paths", []):
+                _check_glob(pat, f"{self.source}: zones.{name}.paths")
+        if self.default_zone not in self.zones and self.default_zone != "default":
+            raise ConfigError(f"{self.source}: default_zone: no zone named {self.default_zone!r} "
+                              f"(zones: {', '.join(self.zones) or 'none'})")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Policy:
+        """The policy at ``path``, ``PROVGATE_POLICY``, or the built-in default."""
+        chosen = path or os.environ.get("PROVGATE_POLICY")
+        p = Path(chosen) if chosen else DEFAULT_POLICY
+        if chosen and not p.is_file():
+            raise ConfigError(f"policy file not found: {p} (write one with `provgate policy init`)")
+        source = str(p) if chosen else "built-in default policy"
+        return cls(data.load_toml(p, "policy"), source, p.resolve().parent)
+
+    # -- settings --------------------------------------------------------------------------
+
+    @property
+    def zones(self) -> dict[str, dict[str, Any]]:
+        return self.doc.get("zones", {})
+
+    @property
+    def mode(self) -> str:
+        return self.doc.get("mode", "warn")
+
+    @property
+    def default_zone(self) -> str:
+        return self.doc.get("default_zone", "default")
+
+    @property
+    def exclude(self) -> list[str]:
+        return self.doc.get("files", {}).get("exclude", [])
+
+    @property
+    def include(self) -> list[str]:
+        return self.doc.get("files", {}).get("include", [])
+
+    @property
+    def skip_hidden(self) -> bool:
+        return self.doc.get("files", {}).get("skip_hidden", True)
+
+    @property
+    def roots(self) -> list[str]:
+        return [str(self._path(r)) for r in self.doc.get("roots", [])]
+
+    @property
+    def notifiers(self) -> list[dict[str, Any]]:
+        return self.doc.get("notifiers", [])
+
+    def ledger_path(self, override: str | None = None) -> Path:
+        chosen = override or os.environ.get("PROVGATE_LEDGER") or self.doc.get("ledger")
+        if chosen:
+            return self._path(chosen)
+        return Path(platformdirs.user_data_dir("provgate")) / "ledger.db"
+
+    def quarantine_path(self, override: str | None = None) -> Path:
+        chosen = override or os.environ.get("PROVGATE_QUARANTINE") or self.doc.get("quarantine")
+        if chosen:
+            return self._path(chosen)
+        return Path(platformdirs.user_data_dir("provgate")) / "quarantine"
+
+    def trust_bundle(self) -> TrustBundle:
+        t = self.doc.get("trust", {})
+        files = [self._path(p) for p in [*t.get("anchors", []), *t.get("allowed", []),
+                                         *([t["config"]] if t.get("config") else [])]]
+        for f in files:
+            if not f.is_file():
+                raise ConfigError(f"{self.source}: trust: file not found: {f}")
+        return TrustBundle(tuple(self._path(p) for p in t.get("anchors", [])),
+                           tuple(self._path(p) for p in t.get("allowed", [])),
+                           self._path(t["config"]) if t.get("config") else None)
+
+    def _path(self, p: str) -> Path:
+        path = Path(os.path.expanduser(p))
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def zone_of(self, asset: Asset, override: str | None = None) -> str:
+        if override:
+            return override
+        rel = asset.relpath.replace(os.sep, "/")
+        for name, zone in self.zones.items():
+            if matches(rel, zone["paths"]) or matches(asset.path, zone["paths"]):
+                return name
+        return self.default_zone
+
+    def decide(self, asset: Asset, verdict: Verdict, approvals: list[Approval] = (),
+               zone: str | None = None, now: datetime | None = None) -> Decision:
+        """The action for one file, the policy line that chose it and the reason."""
+        now = now or datetime.now(timezone.utc)
+        zone = self.zone_of(asset, zone)
+        zdoc = self.zones.get(zone, {})
+        if verdict.kind in zdoc.get("actions", {}):
+            action, rule = zdoc["actions"][verdict.kind], f"zones.{zone}.actions.{verdict.kind}"
+        else:
+            action, rule = self.doc["actions"][verdict.kind], f"actions.{verdict.kind}"
+        floor = zdoc.get("c2pa", {}).get(verdict.c2pa)
+        if floor and _STRENGTH[floor] > _STRENGTH[action]:
+            action, rule = floor, f"zones.{zone}.c2pa.{verdict.c2pa}"
+        reason = _reason(verdict, zone, action, rule)
+        if action in HOLDS:
+            for appr in approvals:
+                if appr.active(now) and appr.covers(asset):
+                    return Decision("allow", zone, f"approval #{appr.id}",
+                                    f"{reason} Allowed by written approval {appr.ref} "
+                                    f"({appr.approver}).", appr.summary())
+        return Decision(action, zone, rule, reason)
+
+
+def _reason(verdict: Verdict, zone: str, action: str, rule: str) -> str:
+    what = _KIND_WORDS[verdict.kind]
+    if ".c2pa." in rule:
+        what = f"its Content Credentials are {verdict.c2pa.replace('_', ' ')}"
+    top = verdict.evidence[0].meaning if verdict.evidence else (verdict.error or "")
+    said = {"allow": "allowed", "flag": "flagged to socialize", "escalate":
+            "held: needs written approval", "block": "blocked: quarantined in enforce mode"}[action]
+    detail = f" ({top})" if top and verdict.kind != "unknown" else ""
+    return f"In zone {zone}, {verdict.kind}: {what}{detail}; {said}."
+
+
+def _check_glob(pattern: str, where: str) -> None:
+    if not pattern.strip() or re.search(r"\*{3,}", pattern):
+        raise ConfigError(f"{where}: bad glob {pattern!r}")
+    try:
+        matches("x", [pattern])
+    except Exception as exc:  # noqa: BLE001 - wcmatch raises several types
+        raise ConfigError(f"{where}: bad glob {pattern!r}: {exc}") from exc
+
+
+def check_approval_glob(pattern: str, roots: list[str]) -> str:
+    """An absolute glob inside the configured roots, or a ConfigError saying why not."""
+    _check_glob(pattern, "approval")
+    if not os.path.isabs(pattern):
+        pattern = os.path.abspath(pattern)
+    if ".." in Path(pattern).parts:
+        raise ConfigError(f"approval glob {pattern!r} must not contain '..'")
+    fixed = Path(*[p for p in _fixed_parts(pattern)])
+    if len(fixed.parts) < 2:
+        raise ConfigError(f"approval glob {pattern!r} reaches the whole filesystem: name a folder")
+    if roots and not any(fixed == Path(r) or Path(r) in fixed.parents for r in roots):
+        raise ConfigError(f"approval glob {pattern!r} reaches outside the roots "
+                          f"({', '.join(roots)})")
+    return pattern
+
+
+def _fixed_parts(pattern: str) -> list[str]:
+    parts = []
+    for part in Path(pattern).parts:
+        if any(c in part for c in "*?[{"):
+            break
+        parts.append(part)
+    return parts

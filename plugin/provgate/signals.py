@@ -1,0 +1,141 @@
+"""Signals: what the signature catalogue recognises in a file's metadata.
+
+The catalogue (``signatures.toml``) is data; this module only compiles and applies it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from provgate import data
+from provgate.probe import Metadata
+
+DEFAULT_CATALOGUE = data.PACKAGE_DIR / "signatures.toml"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One piece of evidence: where it was read, what it says, and what kind it points to."""
+
+    kind: str
+    meaning: str
+    source: str  # exiftool | sidecar | c2pa
+    tag: str
+    value: str
+    marker: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    marker: str
+    kind: str | None  # None: a source-type field, whose value names the kind
+    meaning: str
+    pattern: re.Pattern[str] | None
+
+
+class Catalogue:
+    """The compiled signal catalogue."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.version: str = doc["version"]
+        self.digest = data.digest(doc)
+        self.codes = {code.lower(): (code, spec) for code, spec in
+                      doc["source_type"]["codes"].items()}
+        self._exact: dict[str, list[_Rule]] = {}
+        self._wild: list[tuple[str, _Rule]] = []
+        dst = _Rule("digital-source-type", None, "digital source type", None)
+        for tag in doc["source_type"]["tags"]:
+            self._index(tag, dst)
+        for m in doc["markers"]:
+            pattern = re.compile(m["pattern"], re.IGNORECASE | re.DOTALL) if "pattern" in m else None
+            rule = _Rule(m["id"], m["kind"], m["meaning"], pattern)
+            for tag in m["tags"]:
+                self._index(tag, rule)
+        self._tags = [*doc["source_type"]["tags"], *(t for m in doc["markers"] for t in m["tags"]),
+                      *doc.get("probe", {}).get("tags", [])]
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Catalogue:
+        path = path or DEFAULT_CATALOGUE
+        doc = data.load_toml(path, "signatures")
+        for m in doc["markers"]:
+            if "pattern" in m:
+                try:
+                    re.compile(m["pattern"])
+                except re.error as exc:
+                    raise data.ConfigError(f"{path}: markers.{m['id']}.pattern: {exc}") from exc
+        return cls(doc)
+
+    def _index(self, tag: str, rule: _Rule) -> None:
+        if "*" in tag:
+            self._wild.append((tag.lower(), rule))
+        else:
+            self._exact.setdefault(tag.lower(), []).append(rule)
+
+    def tag_arguments(self) -> list[str]:
+        """ExifTool arguments that ask for exactly the tags the catalogue reads."""
+        args = []
+        for tag in self._tags:
+            group, name = tag.split(":", 1)
+            args.append(f"-{group}:all" if "*" in name else f"-{tag}")
+        return list(dict.fromkeys(args))
+
+    def _rules_for(self, key: str) -> list[_Rule]:
+        low = key.lower()
+        rules = list(self._exact.get(low, ()))
+        rules.extend(rule for pat, rule in self._wild if fnmatch.fnmatchcase(low, pat))
+        return rules
+
+    def match(self, meta: Metadata, source: str = "exiftool") -> list[Signal]:
+        """Every signal the catalogue finds in ``meta``, in tag order."""
+        found: list[Signal] = []
+        for full_key, key, value in meta.items():
+            rules = self._rules_for(key)
+            if not rules:
+                continue
+            for text in _values(value):
+                for rule in rules:
+                    sig = self._apply(rule, full_key, text, source)
+                    if sig is not None and sig not in found:
+                        found.append(sig)
+        return found
+
+    def source_type(self, value: str) -> tuple[str, str, dict[str, Any]] | None:
+        """(code, kind, spec) for a digital source type value in any of its spellings."""
+        code = value.strip().rstrip("/").rsplit("/", 1)[-1]
+        code = code.removeprefix("c2pa.")
+        hit = self.codes.get(code.lower())
+        if hit is None:
+            return None
+        name, spec = hit
+        return name, spec["kind"], spec
+
+    def _apply(self, rule: _Rule, key: str, text: str, source: str) -> Signal | None:
+        if rule.kind is None:
+            hit = self.source_type(text)
+            if hit is None:
+                return None
+            code, kind, spec = hit
+            return Signal(kind, f"digital source type {code}: {spec['meaning']}", source, key,
+                          text.strip(), rule.marker)
+        if rule.pattern is not None and not rule.pattern.search(text):
+            return None
+        return Signal(rule.kind, rule.meaning, source, key, _short(text), rule.marker)
+
+
+def _values(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    return [str(v) for v in items if v not in (None, "") and str(v).strip()]
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """Evidence keeps enough of a value to recognise it, not a whole workflow graph."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"

@@ -1,0 +1,74 @@
+"""Verdict: combine a file's signals into one kind, keeping every piece of evidence.
+
+The strongest signal wins (any AI signal outranks a human one); conflicts are kept in the
+evidence, never hidden; no signal at all is ``unknown``, never a clean bill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from provgate.probe import Metadata
+from provgate.signals import Signal
+
+KINDS = ("ai_generated", "ai_composite", "ai_possible", "algorithmic", "human", "unknown",
+         "unreadable")
+AI_KINDS = frozenset(KINDS[:3])
+_RANK = {kind: rank for rank, kind in enumerate(reversed(KINDS[:5]), start=1)}
+C2PA_STATES = ("valid_trusted", "valid_untrusted", "invalid", "stripped", "remote", "absent",
+               "not_checked")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str
+    c2pa: str
+    evidence: tuple[Signal, ...] = ()
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+    credentials: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def conflicting(self) -> bool:
+        kinds = {s.kind for s in self.evidence}
+        return bool(kinds & AI_KINDS) and "human" in kinds
+
+
+def strongest(signals: list[Signal] | tuple[Signal, ...]) -> str:
+    """The kind of the strongest signal, or ``unknown`` when there is none."""
+    if not signals:
+        return "unknown"
+    return max((s.kind for s in signals), key=_RANK.__getitem__)
+
+
+def c2pa_state_from_metadata(meta: Metadata) -> str:
+    """What ExifTool alone can say about Content Credentials (no signature check)."""
+    has_manifest = False
+    pointer = None
+    for _full, key, value in meta.items():
+        if key == "JUMBF:JUMDLabel" and "c2pa" in (value if isinstance(value, list) else [value]):
+            has_manifest = True
+        elif key.startswith("CBOR:"):
+            has_manifest = True
+        elif key == "XMP-dcterms:Provenance":
+            pointer = str(value)
+    if has_manifest:
+        return "not_checked"
+    if pointer and pointer.startswith("self#jumbf"):
+        return "stripped"
+    if pointer and pointer.lower().startswith(("http://", "https://")):
+        return "remote"
+    return "absent"
+
+
+def judge(meta: Metadata, signals: list[Signal], c2pa: str,
+          credentials: dict[str, Any] | None = None,
+          warnings: tuple[str, ...] = ()) -> Verdict:
+    """The verdict for one file. A read error with no signal at all makes it ``unreadable``."""
+    kind = strongest(signals)
+    if meta.error and not signals:
+        kind = "unreadable"
+    return Verdict(kind=kind, c2pa=c2pa, evidence=tuple(signals), error=meta.error,
+                   warnings=tuple(meta.warnings) + tuple(warnings),
+                   credentials=credentials or {})
