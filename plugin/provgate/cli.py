@@ -68,6 +68,10 @@ def gate_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--json", "fmt", flag_value="json", help="Records as a JSON array."),
         click.option("--ndjson", "fmt", flag_value="ndjson", help="One JSON record a line."),
         click.option("--csv", "fmt", flag_value="csv", help="Records as CSV."),
+        click.option("--include", multiple=True, metavar="GLOB",
+                     help="Only files whose path under the root matches (repeatable)."),
+        click.option("--exclude", multiple=True, metavar="GLOB",
+                     help="Skip files whose path under the root matches (repeatable)."),
         click.option("--rescan", is_flag=True, help="Read every file again, ignoring the cache."),
         click.option("--processes", type=click.IntRange(1, 64),
                      help="ExifTool processes (default: one per core)."),
@@ -182,13 +186,13 @@ def _summary_line(records: list[dict[str, Any]]) -> str:
 @guarded
 def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger: str | None,
          zone: str | None, mode: str | None, quarantine: str | None, fmt: str | None,
-         rescan: bool, processes: int | None, timeout: float, exiftool: str | None,
-         verbose: bool) -> None:
+         include: tuple[str, ...], exclude: tuple[str, ...], rescan: bool,
+         processes: int | None, timeout: float, exiftool: str | None, verbose: bool) -> None:
     """Judge every file under PATHS and record the decisions (read-only unless --mode enforce)."""
     setup_logging(verbose)
     opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode, quarantine=quarantine,
                     rescan=rescan, processes=processes, timeout=timeout, exiftool=exiftool,
-                    record=not dry_run, actor="cli")
+                    record=not dry_run, actor="cli", include=include, exclude=exclude)
     records = _run(paths, opts, fmt)
     click.echo(_summary_line(records), err=True)
 
@@ -201,8 +205,8 @@ def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger:
 @guarded
 def check(paths: tuple[str, ...], from_file: Any, policy_path: str | None, ledger: str | None,
           zone: str | None, mode: str | None, quarantine: str | None, fmt: str | None,
-          rescan: bool, processes: int | None, timeout: float, exiftool: str | None,
-          verbose: bool) -> None:
+          include: tuple[str, ...], exclude: tuple[str, ...], rescan: bool,
+          processes: int | None, timeout: float, exiftool: str | None, verbose: bool) -> None:
     """Pre-delivery gate: exit 0 if every file may go, 1 if any is held or blocked."""
     setup_logging(verbose)
     listed = [line.rstrip("\n") for line in from_file if line.strip()] if from_file else []
@@ -210,7 +214,7 @@ def check(paths: tuple[str, ...], from_file: Any, policy_path: str | None, ledge
         raise click.UsageError("give PATHS or --from FILE")
     opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode or "warn",
                     quarantine=quarantine, rescan=rescan, processes=processes, timeout=timeout,
-                    exiftool=exiftool, actor="hook")
+                    exiftool=exiftool, actor="hook", include=include, exclude=exclude)
     records = _run([*paths, *listed], opts, fmt)
     code = gate_exit_code(records)
     held = [r for r in records if r["action"] in ("escalate", "block")]

@@ -47,6 +47,8 @@ class Options:
     batch_size: int = 64
     exiftool: str | None = None
     catalogue: Path | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode and self.mode not in MODES:
@@ -107,8 +109,8 @@ class Gate:
             progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
         """Judge every file under ``paths``; yields one record per file, in walk order."""
         batch: list[Asset] = []
-        walk = discover(list(paths), self.policy.include, self.policy.exclude,
-                        self.policy.skip_hidden)
+        walk = discover(list(paths), [*self.policy.include, *self.opts.include],
+                        [*self.policy.exclude, *self.opts.exclude], self.policy.skip_hidden)
         for asset in walk:
             batch.append(asset)
             if len(batch) >= chunk:

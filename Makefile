@@ -1,0 +1,45 @@
+# Two commands on a fresh machine:
+#   make demo   set up everything (ExifTool included) and scan sample_media/
+#   make test   set up everything and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo)
+SAMPLE_EXCLUDES := --exclude '*.py' --exclude '*.json'
+
+.PHONY: setup exiftool demo test bench samples clean
+
+exiftool:
+	@command -v exiftool >/dev/null 2>&1 || { \
+	  echo "make: installing ExifTool"; \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl; \
+	  elif command -v brew >/dev/null 2>&1; then brew install exiftool; \
+	  elif command -v dnf >/dev/null 2>&1; then $(SUDO) dnf install -y perl-Image-ExifTool; \
+	  else echo "make: install ExifTool with your package manager" >&2; exit 3; fi; }
+	@exiftool -ver >/dev/null
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: exiftool $(VENV)/.installed
+
+demo: setup
+	$(BIN)/provgate scan sample_media $(SAMPLE_EXCLUDES) --ledger $(VENV)/demo-ledger.db
+	-$(BIN)/provgate check sample_media $(SAMPLE_EXCLUDES) --zone final --ledger $(VENV)/demo-ledger.db
+
+test: setup
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python bench/bench_scan.py
+
+# needs ffmpeg too (apt-get install ffmpeg)
+samples: setup
+	$(BIN)/python sample_media/make_samples.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,79 @@
+"""Shared fixtures: real ExifTool, real SQLite files, real temporary trees of sample media."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from provgate import data
+from provgate.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_media"
+EXPECTED: dict[str, str] = json.loads((SAMPLES / "EXPECTED.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own ledger and quarantine, never the user's."""
+    monkeypatch.setenv("PROVGATE_LEDGER", str(tmp_path / "state" / "ledger.db"))
+    monkeypatch.setenv("PROVGATE_QUARANTINE", str(tmp_path / "state" / "quarantine"))
+    monkeypatch.delenv("PROVGATE_POLICY", raising=False)
+    monkeypatch.delenv("PROVGATE_EXIFTOOL", raising=False)
+
+
+@pytest.fixture
+def ledger_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "ledger.db"
+
+
+@pytest.fixture
+def quarantine_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "quarantine"
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> Path:
+    """A copy of the sample media (sidecars included), without the script and EXPECTED.json."""
+    dest = tmp_path / "samples"
+    dest.mkdir()
+    for f in SAMPLES.iterdir():
+        if f.name in EXPECTED or f.suffix == ".xmp":
+            shutil.copy2(f, dest / f.name)
+    return dest
+
+
+@pytest.fixture
+def delivery(tmp_path: Path) -> Path:
+    """A delivery tree: AI and clean files in final/, AI files in temp/."""
+    root = tmp_path / "delivery"
+    final, temp = root / "ep101" / "final", root / "ep101" / "temp"
+    final.mkdir(parents=True)
+    temp.mkdir(parents=True)
+    for name in ("ai_iptc_generated.jpg", "ai_genfill_composite.jpg", "unknown_camera.jpg",
+                 "human_capture.jpg", "ai_a1111_txt2img.png"):
+        shutil.copy2(SAMPLES / name, final / name)
+    for name in ("ai_iptc_generated.jpg", "ai_comfyui.png"):
+        shutil.copy2(SAMPLES / name, temp / name)
+    return root
+
+
+def run(*args: str, input: str | None = None):  # noqa: A002 - click's name
+    """Run the real CLI in-process; returns click's Result."""
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def run_json(*args: str) -> list[dict]:
+    result = run(*args, "--json")
+    records = json.loads(result.stdout)
+    for rec in records:
+        data.validate(rec, "decision", rec.get("path", "record"))
+    return records
+
+
+def by_name(records: list[dict]) -> dict[str, dict]:
+    return {Path(r["path"]).name: r for r in records}
