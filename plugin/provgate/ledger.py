@@ -138,7 +138,7 @@ class Ledger:
                              if f.get("row_index") is not None else {})} for f in files]
             if file_rows:
                 self.db["files"].upsert_all(file_rows, pk="path")
-            move_rows = [{**{k: v for k, v in m.items() if k != "row_index"},
+            move_rows = [{**{k: v for k, v in m.items() if not k.startswith(("row_index", "_"))},
                           "decision_id": ids[m["row_index"]]} for m in moves]
             if move_rows:
                 self.db["quarantine"].insert_all(move_rows)

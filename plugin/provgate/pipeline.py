@@ -125,7 +125,7 @@ class Gate:
 
     def process(self, assets: list[Asset]) -> list[dict[str, Any]]:
         """One batch: judge, decide, record (one transaction), then act."""
-        cached = self.ledger.cached_files([a.path for a in assets if not a.error])
+        cached = self.ledger.cached_files([text_path(a.path) for a in assets if not a.error])
         verdicts = self._judge(assets, {} if self.opts.rescan else cached)
         approvals = self.ledger.approvals(include_inactive=False)
         records, new_rows, file_rows, moves = [], [], [], []
@@ -134,7 +134,7 @@ class Gate:
             decision = self.policy.decide(asset, verdict, approvals, self.opts.zone)
             rec = self._record(asset, verdict, decision, was_cached)
             key = _decision_key(rec)
-            prev = cached.get(asset.path)
+            prev = cached.get(text_path(asset.path))
             if prev and prev["decision_key"] == key and prev["decision_id"]:
                 rec["id"] = prev["decision_id"]
                 index = None
@@ -144,7 +144,7 @@ class Gate:
                 if decision.action == "block" and self.mode == "enforce" and asset.fingerprint:
                     moves.append(self._plan_move(asset, index))
             if asset.fingerprint:
-                file_rows.append({"path": asset.path, "size": asset.size,
+                file_rows.append({"path": text_path(asset.path), "size": asset.size,
                                   "mtime_ns": asset.mtime_ns, "inode": asset.inode,
                                   "fingerprint": asset.fingerprint, "catalogue": self.cache_key,
                                   "trust": self.trust_digest, "verdict": _verdict_json(verdict),
@@ -168,7 +168,7 @@ class Gate:
         out: dict[str, tuple[Asset, Verdict, bool]] = {}
         todo: list[Asset] = []
         for a in assets:
-            row = cached.get(a.path)
+            row = cached.get(text_path(a.path))
             if a.error:
                 out[a.path] = (a, Verdict("unreadable", "not_checked", error=a.error), False)
             elif row and (row["size"], row["mtime_ns"], row["inode"], row["catalogue"]) == (
@@ -184,7 +184,7 @@ class Gate:
         metas = self.pool.probe([a.path for a in todo] + [s for s in sidecars.values() if s])
         for asset in hashed:
             meta = metas[asset.path]
-            if asset.error and not meta.error:
+            if asset.error:  # the OS's reason (permission, vanished) says more than ExifTool's
                 meta = Metadata(meta.path, meta.tags, asset.error, meta.warnings)
             out[asset.path] = (asset, self._verdict(asset, meta, sidecars[asset.path], metas),
                                False)
@@ -214,7 +214,8 @@ class Gate:
     def _record(self, asset: Asset, verdict: Verdict, decision: Decision,
                 cached: bool) -> dict[str, Any]:
         return {
-            "id": None, "time": now_iso(), "path": asset.path, "root": asset.root,
+            "id": None, "time": now_iso(), "path": text_path(asset.path),
+            "root": text_path(asset.root),
             "fingerprint": asset.fingerprint, "size": asset.size if not asset.error else None,
             "kind": verdict.kind, "c2pa": verdict.c2pa,
             "evidence": [s.to_dict() for s in verdict.evidence],
@@ -233,7 +234,8 @@ class Gate:
 
     def _plan_move(self, asset: Asset, row_index: int) -> dict[str, Any]:
         target = actions.plan_target(self.quarantine_dir, asset.relpath)
-        return {"row_index": row_index, "original_path": asset.path,
+        return {"row_index": row_index, "original_path": text_path(asset.path),
+                "_raw_path": asset.path,
                 "quarantined_path": str(target),
                 "receipt_path": str(target) + actions.RECEIPT_SUFFIX,
                 "fingerprint": asset.fingerprint, "size": asset.size, "state": "pending",
@@ -242,11 +244,13 @@ class Gate:
     def _carry_out(self, moves: list[dict[str, Any]], new_rows: list[dict[str, Any]]) -> None:
         if not moves:
             return
+        raw = {new_rows[m["row_index"]]["id"]: m["_raw_path"] for m in moves}
         by_decision = {r["id"]: r for r in new_rows}
         for move in self.ledger.moves("pending"):
             rec = by_decision.get(move["decision_id"])
-            if rec is not None:
-                rec["outcome"] = self.finish_move(move, rec)
+            if rec is not None:  # the in-memory path is exact even where the text form is not
+                rec["outcome"] = self.finish_move({**move, "original_path":
+                                                   raw[move["decision_id"]]}, rec)
 
     def finish_move(self, move: dict[str, Any], rec: dict[str, Any]) -> str:
         try:
@@ -266,6 +270,15 @@ class Gate:
             rec = self.ledger.decision(move["decision_id"]) or {}
             done.append(self.finish_move(move, rec))
         return done
+
+
+def text_path(path: str) -> str:
+    """A path as text SQLite and JSON can hold: undecodable bytes become ``\\xNN``."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _outcome(rec: dict[str, Any], mode: str) -> str:

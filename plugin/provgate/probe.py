@@ -82,8 +82,38 @@ def find_exiftool(executable: str | None = None) -> str:
     return found
 
 
+def check_version(executable: str) -> str:
+    """Run ``exiftool -ver`` once: a clear error for a broken, hung or too old ExifTool."""
+    import subprocess
+
+    try:
+        out = subprocess.run([executable, "-ver"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ExifToolUnavailable(f"ExifTool at {executable} does not run: {exc}") from exc
+    version = out.stdout.strip()
+    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
+    if out.returncode != 0 or not parts:
+        raise ExifToolUnavailable(f"{executable} does not answer like ExifTool "
+                                  f"(exit {out.returncode}): {out.stderr.strip()[:200]}")
+    if parts < MIN_VERSION:
+        raise ExifToolUnavailable(
+            f"ExifTool {version} is too old: provgate needs "
+            f"{'.'.join(map(str, MIN_VERSION))} or newer (apt-get install libimage-exiftool-perl)")
+    return version
+
+
 class _Process(exiftool.ExifTool):
     """One kept-open ExifTool with a deadline on each call."""
+
+    start_timeout = 15.0
+
+    def execute(self, *params: str | bytes, raw_bytes: bool = False) -> str | bytes:
+        """pyexiftool's own calls (the version check in ``run``) also get a deadline: its
+        reader spins forever on a process that exits (FIELD-NOTES.md)."""
+        args = [p if isinstance(p, bytes) else p.encode("utf-8") for p in params]
+        out, err = self.call(args, self.start_timeout)
+        self._last_stdout, self._last_stderr = out, err
+        return out if raw_bytes else out.decode("utf-8", "replace")
 
     def call(self, args: Sequence[bytes], timeout: float) -> tuple[bytes, bytes]:
         tag = random.randint(100000, 999999)
@@ -152,8 +182,11 @@ class ExifToolPool:
     """
 
     def __init__(self, tags: Sequence[str], processes: int | None = None, timeout: float = 30.0,
-                 batch_size: int = 64, executable: str | None = None) -> None:
+                 batch_size: int = 64, executable: str | None = None,
+                 config: str | None = None) -> None:
         self.executable = find_exiftool(executable)
+        # a facility's own ExifTool config (user-defined tags), as ``exiftool -config``
+        self.config = config or os.environ.get("PROVGATE_EXIFTOOL_CONFIG") or None
         self.tag_args = [t.encode() for t in dict.fromkeys([*ALWAYS_TAGS, *tags])]
         self.timeout = timeout
         self.batch_size = max(1, batch_size)
@@ -171,18 +204,14 @@ class ExifToolPool:
             self._idle.put(proc)
 
     def _start(self) -> _Process:
-        proc = _Process(executable=self.executable, common_args=COMMON_ARGS)
+        check_version(self.executable)
+        proc = _Process(executable=self.executable, common_args=COMMON_ARGS,
+                        config_file=self.config)
         try:
             proc.run()
         except Exception as exc:  # pyexiftool raises several kinds here
             raise ExifToolUnavailable(f"ExifTool at {self.executable} did not start: {exc}") from exc
         self.version = proc.version
-        parts = tuple(int(p) for p in re.findall(r"\d+", self.version)[:2])
-        if parts < MIN_VERSION:
-            proc.stop()
-            raise ExifToolUnavailable(
-                f"ExifTool {self.version} is too old: provgate needs "
-                f"{'.'.join(map(str, MIN_VERSION))} or newer")
         return proc
 
     def __enter__(self) -> ExifToolPool:

@@ -1,0 +1,248 @@
+"""Bad input: a clear record for each case, never a crash of the scan, never a changed file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLES, by_name, run, run_json
+from provgate.assets import Asset
+from provgate.errors import ExifToolUnavailable
+from provgate.pipeline import Gate, Options
+from provgate.probe import ExifToolPool
+from provgate.signals import Catalogue
+
+ODD_NAMES = ["with space.jpg", "ünïcødé 日本.jpg", "new\nline.jpg", "-delete_original!.jpg",
+             "-ver.jpg", "trailing .jpg", "#hash.jpg", "tab\tname.jpg"]
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file under root with size, mtime and content hash."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if os.path.islink(p):
+                out[p] = (0, 0, os.readlink(p))
+                continue
+            st = os.stat(p)
+            out[p] = (st.st_size, st.st_mtime_ns, hashlib.sha256(Path(p).read_bytes()).hexdigest())
+    return out
+
+
+def test_odd_names_are_read_not_obeyed(tmp_path: Path) -> None:
+    tree = tmp_path / "odd"
+    tree.mkdir()
+    for name in ODD_NAMES:
+        shutil.copy2(SAMPLES / "ai_iptc_generated.jpg", tree / name)
+    before = snapshot(tree)
+    records = by_name(run_json("scan", tree))
+    assert set(records) == set(ODD_NAMES)
+    for name, rec in records.items():
+        assert rec["kind"] == "ai_generated", (name, rec)
+    assert snapshot(tree) == before  # -delete_original! was a name, not an option
+
+
+def test_non_utf8_name(tmp_path: Path) -> None:
+    tree = tmp_path / "bytes"
+    tree.mkdir()
+    raw = os.fsencode(tree) + b"/caf\xe9.jpg"
+    shutil.copy2(SAMPLES / "ai_iptc_generated.jpg", raw)
+    records = run_json("scan", tree)
+    assert len(records) == 1 and records[0]["kind"] == "ai_generated"
+
+
+def test_corrupt_empty_truncated_files(tmp_path: Path) -> None:
+    tree = tmp_path / "bad"
+    tree.mkdir()
+    (tree / "zero.jpg").write_bytes(b"")
+    (tree / "random.jpg").write_bytes(os.urandom(4096))
+    jpg = (SAMPLES / "ai_iptc_generated.jpg").read_bytes()
+    (tree / "truncated.jpg").write_bytes(jpg[: len(jpg) * 9 // 10])  # image data cut off
+    mp4 = (SAMPLES / "ai_runway_clip.mp4").read_bytes()
+    (tree / "truncated.mp4").write_bytes(mp4[:600])
+    (tree / "folder.mov").mkdir()
+    records = by_name(run_json("scan", tree))
+    assert records["zero.jpg"]["kind"] == "unreadable"
+    assert "empty" in records["zero.jpg"]["error"].lower()
+    assert records["random.jpg"]["kind"] == "unreadable"
+    # a truncated JPEG still yields its metadata, with the warning kept
+    assert records["truncated.jpg"]["kind"] == "ai_generated"
+    assert records["truncated.mp4"]["kind"] in ("unreadable", "unknown")
+    assert records["truncated.mp4"]["error"] or records["truncated.mp4"]["warnings"]
+    assert "folder.mov" not in records
+
+
+def test_symlinks_loop_and_escape_are_not_followed(tmp_path: Path) -> None:
+    tree = tmp_path / "links"
+    tree.mkdir()
+    outside = tmp_path / "outside.jpg"
+    shutil.copy2(SAMPLES / "ai_iptc_generated.jpg", outside)
+    (tree / "escape.jpg").symlink_to(outside)
+    (tree / "loop_a").symlink_to(tree / "loop_b")
+    (tree / "loop_b").symlink_to(tree / "loop_a")
+    (tree / "dirlink").symlink_to(tmp_path, target_is_directory=True)
+    shutil.copy2(SAMPLES / "unknown_camera.jpg", tree / "real.jpg")
+    (tree / "inside.jpg").symlink_to(tree / "real.jpg")
+    records = by_name(run_json("scan", tree))
+    assert "outside the scanned tree" in records["escape.jpg"]["error"]
+    assert records["escape.jpg"]["kind"] == "unreadable"
+    assert "loop" in records["loop_a"]["error"]
+    assert "not followed" in records["dirlink"]["error"]
+    assert records["inside.jpg"]["kind"] == "unknown"  # a link inside the tree is read
+
+
+def test_file_vanishing_between_walk_and_read(tmp_path: Path) -> None:
+    f = tmp_path / "gone.jpg"
+    shutil.copy2(SAMPLES / "ai_iptc_generated.jpg", f)
+    st = f.stat()
+    asset = Asset(str(f), str(tmp_path), st.st_size, st.st_mtime_ns, st.st_ino)
+    f.unlink()
+    with Gate(Options()) as gate:
+        rec = gate.process([asset])[0]
+    assert rec["kind"] == "unreadable"
+    assert rec["error"].startswith("vanished")
+
+
+def test_unreadable_file_as_unprivileged_user(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root to drop to nobody with setpriv")
+    import tempfile
+    provgate = str(Path(os.sys.executable).parent / "provgate")
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if subprocess.run([*nobody, provgate, "--version"], capture_output=True).returncode != 0:
+        pytest.skip("the unprivileged user cannot run this virtualenv's provgate")
+    base = Path(tempfile.mkdtemp(prefix="provgate-perm-"))
+    tree, state = base / "perm", base / "nobody"
+    tree.mkdir()
+    state.mkdir()
+    shutil.copy2(SAMPLES / "ai_iptc_generated.jpg", tree / "secret.jpg")
+    shutil.copy2(SAMPLES / "unknown_camera.jpg", tree / "open.jpg")
+    os.chmod(tree / "secret.jpg", 0o000)
+    for p in (base, tree, state):
+        os.chmod(p, 0o777)
+    os.chmod(tree / "open.jpg", 0o644)
+    out = subprocess.run([*nobody, provgate, "scan", str(tree), "--json", "--ledger",
+                          str(state / "l.db")], capture_output=True, text=True,
+                         env={**os.environ, "HOME": str(state)}, timeout=120)
+    import json
+    assert out.returncode == 0, out.stderr
+    records = by_name(json.loads(out.stdout))
+    assert "permission denied" in records["secret.jpg"]["error"]
+    assert records["open.jpg"]["kind"] == "unknown"
+    shutil.rmtree(base)
+
+
+def test_sparse_3gb_file_is_read_without_loading_it(tmp_path: Path) -> None:
+    big = tmp_path / "huge.mov"
+    with open(big, "wb") as fh:
+        fh.truncate(3 * 1024**3)
+    import resource
+    rec = run_json("scan", big)[0]
+    assert rec["size"] == 3 * 1024**3
+    assert rec["fingerprint"].startswith("sha256:")
+    assert rec["kind"] in ("unreadable", "unknown")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 1024 * 1024  # KiB: < 1 GiB
+
+
+def test_scan_never_writes_into_the_scanned_tree(samples: Path) -> None:
+    before = snapshot(samples)
+    run("scan", samples, "--mode", "warn")
+    run("check", samples, "--zone", "final")
+    assert snapshot(samples) == before
+
+
+def test_exiftool_missing_exits_3_with_a_clear_message(samples: Path) -> None:
+    result = run("scan", samples, "--exiftool", "/nonexistent/exiftool")
+    assert result.exit_code == 3
+    assert "ExifTool not found" in result.output and "apt-get install" in result.output
+
+
+def test_exiftool_too_old_is_refused(tmp_path: Path) -> None:
+    fake = tmp_path / "exiftool"
+    fake.write_text("#!/bin/sh\nexec /usr/bin/env perl -e 'print \"10.00\\n\"'\n")
+    fake.chmod(0o755)
+    with pytest.raises(ExifToolUnavailable):
+        ExifToolPool([], processes=1, executable=str(fake))
+
+
+HANG_CONFIG = """
+# A user-defined tag whose value takes an hour for files named *hang*: real ExifTool, stuck.
+%Image::ExifTool::UserDefined = (
+    'Image::ExifTool::Composite' => {
+        HangForTest => { Require => 'FileName', ValueConv => 'sleep(3600) if $val =~ /hang/; $val' },
+    },
+);
+1;
+"""
+
+
+def hang_pool(tmp_path: Path, timeout: float) -> ExifToolPool:
+    cfg = tmp_path / "hang.config"
+    cfg.write_text(HANG_CONFIG)
+    return ExifToolPool(["-HangForTest"], processes=1, timeout=timeout, config=str(cfg))
+
+
+def copies(tmp_path: Path, n: int) -> list[str]:
+    out = []
+    for i in range(n):
+        p = tmp_path / f"ok{i}.jpg"
+        shutil.copy2(SAMPLES / "ai_iptc_generated.jpg", p)
+        out.append(str(p))
+    return out
+
+
+def test_hanging_file_is_isolated_and_the_rest_go_on(tmp_path: Path) -> None:
+    good = copies(tmp_path, 5)
+    hang = tmp_path / "hang.jpg"
+    shutil.copy2(SAMPLES / "unknown_camera.jpg", hang)
+    with hang_pool(tmp_path, timeout=2) as pool:
+        res = pool.probe([*good[:3], str(hang), *good[3:]])
+        assert pool.restarts >= 1
+        assert "no answer" in res[str(hang)].error
+        for g in good:
+            assert res[g].error is None and res[g].tags.get("File:FileType") == "JPEG"
+        assert pool.probe(good[:1])[good[0]].error is None  # the pool still works
+
+
+def test_exiftool_killed_mid_batch(tmp_path: Path) -> None:
+    good = copies(tmp_path, 4)
+    hang = tmp_path / "hang.jpg"
+    shutil.copy2(SAMPLES / "unknown_camera.jpg", hang)
+    with hang_pool(tmp_path, timeout=3) as pool:
+        proc = pool._all[0]._process
+
+        def killer() -> None:
+            time.sleep(0.5)
+            proc.kill()  # kill -9 while ExifTool is in the middle of the batch
+        threading.Thread(target=killer).start()
+        res = pool.probe([good[0], str(hang), *good[1:]])
+        assert pool.restarts >= 1
+        assert all(res[g].error is None for g in good)
+        assert res[str(hang)].error
+
+
+def test_scan_goes_on_past_a_hanging_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("a.jpg", "hang.jpg", "b.jpg"):
+        shutil.copy2(SAMPLES / "ai_iptc_generated.jpg", tree / name)
+    cfg = tmp_path / "hang.config"
+    cfg.write_text(HANG_CONFIG)
+    monkeypatch.setenv("PROVGATE_EXIFTOOL_CONFIG", str(cfg))
+    cat = tmp_path / "sig.toml"
+    from provgate.signals import DEFAULT_CATALOGUE
+    cat.write_text(DEFAULT_CATALOGUE.read_text().replace(
+        'tags = ["JUMBF:JUMDLabel"', 'tags = ["Composite:HangForTest", "JUMBF:JUMDLabel"'))
+    with Gate(Options(timeout=2, catalogue=cat)) as gate:
+        records = by_name(list(gate.run([str(tree)])))
+    assert records["a.jpg"]["kind"] == records["b.jpg"]["kind"] == "ai_generated"
+    assert records["hang.jpg"]["kind"] == "unreadable"
+    assert "no answer within 2 s" in records["hang.jpg"]["error"]
