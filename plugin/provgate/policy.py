@@ -166,12 +166,16 @@ class Policy:
     # -- decisions -------------------------------------------------------------------------
 
     def zone_of(self, asset: Asset, override: str | None = None) -> str:
+        """The first zone whose globs match the path under the scanned root; failing that,
+        the first that matches the absolute path (so scanning ``ep101/final`` itself is final,
+        while ``delivery/ep101/temp`` is temp even though ``delivery`` sits above it)."""
         if override:
             return override
         rel = asset.relpath.replace(os.sep, "/")
-        for name, zone in self.zones.items():
-            if matches(rel, zone["paths"]) or matches(asset.path, zone["paths"]):
-                return name
+        for candidate in (rel, asset.path):
+            for name, zone in self.zones.items():
+                if matches(candidate, zone["paths"]):
+                    return name
         return self.default_zone
 
     def decide(self, asset: Asset, verdict: Verdict, approvals: list[Approval] = (),
