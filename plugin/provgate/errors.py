@@ -28,3 +28,5 @@ class LedgerError(ProvgateError):
 
 class ActionError(ProvgateError):
     """A quarantine move or restore could not be done; the file was left where it was."""
+
+    exit_code = EXIT_GATE_FAILED

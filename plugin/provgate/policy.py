@@ -159,9 +159,9 @@ class Policy:
                            tuple(self._path(p) for p in t.get("allowed", [])),
                            self._path(t["config"]) if t.get("config") else None)
 
-    def _path(self, p: str) -> Path:
+    def _path(self, p: str | os.PathLike[str]) -> Path:
         path = Path(os.path.expanduser(p))
-        return path if path.is_absolute() else (self.base_dir / path)
+        return Path(os.path.normpath(path if path.is_absolute() else (self.base_dir / path)))
 
     # -- decisions -------------------------------------------------------------------------
 
