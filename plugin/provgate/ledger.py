@@ -56,9 +56,9 @@ class Ledger:
             self.db = sqlite_utils.Database(conn)
             self.db.execute("PRAGMA busy_timeout = 30000")
             if not readonly:
-                self.db.execute("PRAGMA journal_mode = WAL")
+                _retry_locked(lambda: self.db.execute("PRAGMA journal_mode = WAL"))
                 self.db.execute("PRAGMA synchronous = NORMAL")
-                self._create()
+                _retry_locked(self._create)
             else:
                 self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except (sqlite3.DatabaseError, OSError) as exc:
@@ -75,6 +75,18 @@ class Ledger:
         self.close()
 
     def _create(self) -> None:
+        db = self.db
+        if {"decisions", "files", "approvals", "quarantine"} <= set(db.table_names()):
+            return
+        db.execute("BEGIN IMMEDIATE")  # two processes creating at once: one waits
+        try:
+            self._create_tables()
+        except BaseException:
+            db.rollback()
+            raise
+        db.commit()
+
+    def _create_tables(self) -> None:
         db = self.db
         with db.atomic():
             if "decisions" not in db.table_names():
@@ -234,6 +246,21 @@ class Ledger:
 
     def stats(self) -> dict[str, Any]:
         return {t: self.db[t].count for t in ("decisions", "files", "approvals", "quarantine")}
+
+
+def _retry_locked(fn: Any, seconds: float = 30.0) -> Any:
+    """Retry what SQLite refuses with "locked" without calling its busy handler (a journal
+    mode change, a lock upgrade) while another process opens the same ledger."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

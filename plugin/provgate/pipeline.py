@@ -11,14 +11,14 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from provgate import __version__, actions, data
-from provgate.assets import Asset, discover, sidecar_for
-from provgate.credentials import CredentialChecker, availability
+from provgate.assets import Asset, discover, folder_listing, sidecar_for
+from provgate.credentials import CredentialChecker
 from provgate.errors import ActionError, ConfigError
 from provgate.ledger import Ledger, now_iso
 from provgate.notify import Notifier
@@ -95,38 +95,56 @@ class Gate:
     @property
     def pool(self) -> ExifToolPool:
         if self._pool is None:
-            self._pool = ExifToolPool(self.catalogue.tag_arguments(), self.opts.processes,
-                                      self.opts.timeout, self.opts.batch_size, self.exiftool)
+            # all tags: ExifTool 12.57 filters requested tags slowly (44 named tags cost 15%
+            # more than all of them on small files; bench/README figures)
+            self._pool = ExifToolPool(None, self.opts.processes, self.opts.timeout,
+                                      self.opts.batch_size, self.exiftool)
         return self._pool
 
     def tools(self) -> dict[str, Any]:
         return {"provgate": __version__, "exiftool": self._pool.version if self._pool else None,
-                "catalogue": self.catalogue.version, "c2pa": availability()[1]}
+                "catalogue": self.catalogue.version, "c2pa": self.checker.description}
 
     # -- running ---------------------------------------------------------------------------
 
-    def run(self, paths: Iterable[str], chunk: int = 512,
+    def run(self, paths: Iterable[str], chunk: int = 256,
             progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
-        """Judge every file under ``paths``; yields one record per file, in walk order."""
-        batch: list[Asset] = []
+        """Judge every file under ``paths``; yields one record per file, in walk order.
+
+        Reading (hash, ExifTool, C2PA) of the next chunk overlaps deciding and recording the
+        current one, so ExifTool's processes never wait for the ledger.
+        """
         walk = discover(list(paths), [*self.policy.include, *self.opts.include],
                         [*self.policy.exclude, *self.opts.exclude], self.policy.skip_hidden)
-        for asset in walk:
-            batch.append(asset)
-            if len(batch) >= chunk:
-                yield from self.process(batch)
-                if progress:
-                    progress(len(batch))
-                batch = []
-        if batch:
-            yield from self.process(batch)
-            if progress:
-                progress(len(batch))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="provgate-read") as reader:
+            pending: tuple[list[Asset], Future[Any], dict[str, Any]] | None = None
+            for batch in _chunks(walk, chunk):
+                cached = self._cached(batch)
+                future = reader.submit(self._judge, batch, {} if self.opts.rescan else cached)
+                if pending:
+                    yield from self._conclude(*pending, progress)
+                pending = (batch, future, cached)
+            if pending:
+                yield from self._conclude(*pending, progress)
+
+    def _conclude(self, batch: list[Asset], future: Future[Any], cached: dict[str, Any],
+                  progress: Callable[[int], None] | None) -> list[dict[str, Any]]:
+        records = self._decide(batch, future.result(), cached)
+        if progress:
+            progress(len(batch))
+        return records
+
+    def _cached(self, assets: list[Asset]) -> dict[str, dict[str, Any]]:
+        return self.ledger.cached_files([text_path(a.path) for a in assets if not a.error])
 
     def process(self, assets: list[Asset]) -> list[dict[str, Any]]:
         """One batch: judge, decide, record (one transaction), then act."""
-        cached = self.ledger.cached_files([text_path(a.path) for a in assets if not a.error])
-        verdicts = self._judge(assets, {} if self.opts.rescan else cached)
+        cached = self._cached(assets)
+        return self._decide(assets, self._judge(assets, {} if self.opts.rescan else cached),
+                            cached)
+
+    def _decide(self, assets: list[Asset], verdicts: dict[str, tuple[Asset, Verdict, bool]],
+                cached: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         approvals = self.ledger.approvals(include_inactive=False)
         records, new_rows, file_rows, moves = [], [], [], []
         for asset in assets:
@@ -180,7 +198,8 @@ class Gate:
         if not todo:
             return out
         hashed = self._hasher.map(Asset.with_fingerprint, todo)
-        sidecars = {a.path: sidecar_for(a.path) for a in todo}
+        listing = folder_listing()
+        sidecars = {a.path: sidecar_for(a.path, listing) for a in todo}
         metas = self.pool.probe([a.path for a in todo] + [s for s in sidecars.values() if s])
         for asset in hashed:
             meta = metas[asset.path]
@@ -270,6 +289,17 @@ class Gate:
             rec = self.ledger.decision(move["decision_id"]) or {}
             done.append(self.finish_move(move, rec))
         return done
+
+
+def _chunks(items: Iterable[Asset], size: int) -> Iterator[list[Asset]]:
+    batch: list[Asset] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def text_path(path: str) -> str:

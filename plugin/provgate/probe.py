@@ -177,17 +177,19 @@ def _needs_alias(path: str) -> bool:
 class ExifToolPool:
     """A fixed set of kept-open ExifTool processes that read batches of files in parallel.
 
-    ``tags`` are the ExifTool tag arguments the signal catalogue needs (``-PNG:all``, ...).
+    ``tags`` are ExifTool tag arguments (``-PNG:all``, ...), or None for every tag.
     Use as a context manager; ``probe()`` may be called many times.
     """
 
-    def __init__(self, tags: Sequence[str], processes: int | None = None, timeout: float = 30.0,
+    def __init__(self, tags: Sequence[str] | None, processes: int | None = None, timeout: float = 30.0,
                  batch_size: int = 64, executable: str | None = None,
                  config: str | None = None) -> None:
         self.executable = find_exiftool(executable)
         # a facility's own ExifTool config (user-defined tags), as ``exiftool -config``
         self.config = config or os.environ.get("PROVGATE_EXIFTOOL_CONFIG") or None
-        self.tag_args = [t.encode() for t in dict.fromkeys([*ALWAYS_TAGS, *tags])]
+        # None: every tag (see pipeline.Gate.pool for why that is the faster choice)
+        self.tag_args = ([] if tags is None else
+                         [t.encode() for t in dict.fromkeys([*ALWAYS_TAGS, *tags])])
         self.timeout = timeout
         self.batch_size = max(1, batch_size)
         self.processes = max(1, processes or os.cpu_count() or 1)
