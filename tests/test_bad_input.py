@@ -246,3 +246,15 @@ def test_scan_goes_on_past_a_hanging_file(tmp_path: Path, monkeypatch: pytest.Mo
     assert records["a.jpg"]["kind"] == records["b.jpg"]["kind"] == "ai_generated"
     assert records["hang.jpg"]["kind"] == "unreadable"
     assert "no answer within 2 s" in records["hang.jpg"]["error"]
+
+
+def test_exiftool_processes_outlive_the_threads_that_used_them(samples: Path) -> None:
+    """pyexiftool sets PR_SET_PDEATHSIG: a process started from a short-lived thread dies
+    with it. A daemon runs many scans on one pool; none may need a restart."""
+    with Gate(Options()) as gate:
+        first = list(gate.run([str(samples)]))
+        second = list(gate.run([str(samples)], ))
+        os.utime(samples / "ai_iptc_generated.jpg")  # force a real read in a third run
+        third = list(gate.run([str(samples / "ai_iptc_generated.jpg")]))
+        assert gate.pool.restarts == 0
+    assert len(first) == len(second) and third[0]["kind"] == "ai_generated"

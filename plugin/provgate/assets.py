@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -56,13 +57,17 @@ class FileChanged(Exception):
 def matches(path: str, patterns: Iterable[str]) -> bool:
     """True when ``path`` (relative, with / separators) matches any of the globs."""
     pats = tuple(patterns)
-    return bool(pats) and _matcher(pats).match(path)
+    return bool(pats) and _matcher(pats).fullmatch(path) is not None
 
 
 @functools.lru_cache(maxsize=256)
-def _matcher(patterns: tuple[str, ...]) -> wglob.WcMatcher:
-    """Compiled once: compiling a glob costs 200 times more than matching it."""
-    return wglob.compile(list(patterns), flags=_GLOB_FLAGS)
+def _matcher(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """All globs as one compiled regular expression (wcmatch translates them): compiling a
+    glob costs 200 times more than matching it, and one regex beats one matcher a glob."""
+    positive, negative = wglob.translate(list(patterns), flags=_GLOB_FLAGS)
+    if negative:
+        raise ValueError("exclusion patterns (!) are not supported here")
+    return re.compile("|".join(f"(?:{p})" for p in positive))
 
 
 def fingerprint(path: str, size: int | None = None, mtime_ns: int | None = None) -> str:

@@ -126,9 +126,10 @@ def _public(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print(records: list[dict[str, Any]], fmt: str | None) -> None:
-    if fmt == "json":
-        click.echo(json.dumps([_public(r) for r in records], indent=2, ensure_ascii=False,
-                              default=str))
+    if fmt == "json":  # one record a line: json's C encoder (indent= falls back to Python)
+        lines = ",\n".join(json.dumps(_public(r), ensure_ascii=False, default=str)
+                           for r in records)
+        click.echo(f"[\n{lines}\n]" if records else "[]")
     elif fmt == "csv":
         w = csv.DictWriter(sys.stdout, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
         w.writeheader()

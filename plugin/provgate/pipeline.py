@@ -10,6 +10,8 @@ import hashlib
 import json
 import logging
 import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -74,6 +76,7 @@ class Gate:
         self.quarantine_dir = self.policy.quarantine_path(opts.quarantine)
         self.notifier = Notifier(self.policy.notifiers)
         self._pool: ExifToolPool | None = None
+        self._pool_lock = threading.Lock()
         self._hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="provgate-hash")
         self.user = actions.current_user()
         self.cache_key = hashlib.sha256(
@@ -94,6 +97,10 @@ class Gate:
 
     @property
     def pool(self) -> ExifToolPool:
+        with self._pool_lock:
+            return self._make_pool()
+
+    def _make_pool(self) -> ExifToolPool:
         if self._pool is None:
             # all tags: ExifTool 12.57 filters requested tags slowly (44 named tags cost 15%
             # more than all of them on small files; bench/README figures)
@@ -107,25 +114,29 @@ class Gate:
 
     # -- running ---------------------------------------------------------------------------
 
-    def run(self, paths: Iterable[str], chunk: int = 256,
+    def run(self, paths: Iterable[str],
             progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
         """Judge every file under ``paths``; yields one record per file, in walk order.
 
-        Reading (hash, ExifTool, C2PA) of the next chunk overlaps deciding and recording the
-        current one, so ExifTool's processes never wait for the ledger.
+        Three stages overlap: reader threads keep every ExifTool process busy (one batch each,
+        hashing beside it), one thread turns what they read into verdicts (signals, C2PA),
+        and this thread decides, records and acts. A bounded window keeps memory flat.
         """
         walk = discover(list(paths), [*self.policy.include, *self.opts.include],
                         [*self.policy.exclude, *self.opts.exclude], self.policy.skip_hidden)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="provgate-read") as reader:
-            pending: tuple[list[Asset], Future[Any], dict[str, Any]] | None = None
-            for batch in _chunks(walk, chunk):
+        workers = self.opts.processes or os.cpu_count() or 1
+        window: deque[tuple[list[Asset], Future[Any], dict[str, Any]]] = deque()
+        with ThreadPoolExecutor(workers, thread_name_prefix="provgate-read") as readers, \
+                ThreadPoolExecutor(1, thread_name_prefix="provgate-judge") as judges:
+            for batch in _chunks(walk, self.opts.batch_size):
                 cached = self._cached(batch)
-                future = reader.submit(self._judge, batch, {} if self.opts.rescan else cached)
-                if pending:
-                    yield from self._conclude(*pending, progress)
-                pending = (batch, future, cached)
-            if pending:
-                yield from self._conclude(*pending, progress)
+                ready, todo = self._split(batch, {} if self.opts.rescan else cached)
+                reading = readers.submit(self._read, todo) if todo else None
+                window.append((batch, judges.submit(self._judge, ready, reading), cached))
+                while len(window) > 2 * workers:
+                    yield from self._conclude(*window.popleft(), progress)
+            while window:
+                yield from self._conclude(*window.popleft(), progress)
 
     def _conclude(self, batch: list[Asset], future: Future[Any], cached: dict[str, Any],
                   progress: Callable[[int], None] | None) -> list[dict[str, Any]]:
@@ -138,10 +149,12 @@ class Gate:
         return self.ledger.cached_files([text_path(a.path) for a in assets if not a.error])
 
     def process(self, assets: list[Asset]) -> list[dict[str, Any]]:
-        """One batch: judge, decide, record (one transaction), then act."""
+        """One batch, without the overlap of ``run``: judge, decide, record, act."""
         cached = self._cached(assets)
-        return self._decide(assets, self._judge(assets, {} if self.opts.rescan else cached),
-                            cached)
+        ready, todo = self._split(assets, {} if self.opts.rescan else cached)
+        reading: Future[Any] = Future()
+        reading.set_result(self._read(todo))
+        return self._decide(assets, self._judge(ready, reading if todo else None), cached)
 
     def _decide(self, assets: list[Asset], verdicts: dict[str, tuple[Asset, Verdict, bool]],
                 cached: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -181,26 +194,39 @@ class Gate:
             rec["outcome"] = rec.get("outcome") or _outcome(rec, self.mode)
         return records
 
-    def _judge(self, assets: list[Asset],
-               cached: dict[str, dict[str, Any]]) -> dict[str, tuple[Asset, Verdict, bool]]:
-        out: dict[str, tuple[Asset, Verdict, bool]] = {}
+    def _split(self, assets: list[Asset], cached: dict[str, dict[str, Any]]
+               ) -> tuple[dict[str, tuple[Asset, Verdict, bool]], list[Asset]]:
+        """Verdicts known without reading (errors, unchanged files), and the files to read."""
+        ready: dict[str, tuple[Asset, Verdict, bool]] = {}
         todo: list[Asset] = []
         for a in assets:
             row = cached.get(text_path(a.path))
             if a.error:
-                out[a.path] = (a, Verdict("unreadable", "not_checked", error=a.error), False)
+                ready[a.path] = (a, Verdict("unreadable", "not_checked", error=a.error), False)
             elif row and (row["size"], row["mtime_ns"], row["inode"], row["catalogue"]) == (
                     a.size, a.mtime_ns, a.inode, self.cache_key):
-                out[a.path] = (Asset(a.path, a.root, a.size, a.mtime_ns, a.inode,
-                                     row["fingerprint"]), _verdict_from_json(row["verdict"]), True)
+                ready[a.path] = (Asset(a.path, a.root, a.size, a.mtime_ns, a.inode,
+                                       row["fingerprint"]), _verdict_from_json(row["verdict"]),
+                                 True)
             else:
                 todo.append(a)
-        if not todo:
-            return out
-        hashed = self._hasher.map(Asset.with_fingerprint, todo)
+        return ready, todo
+
+    def _read(self, todo: list[Asset]) -> tuple[list[Asset], dict[str, str | None],
+                                                  dict[str, Metadata]]:
+        """Fingerprints and ExifTool metadata (the file's and its sidecar's) for one batch."""
+        hashing = self._hasher.map(Asset.with_fingerprint, todo)
         listing = folder_listing()
         sidecars = {a.path: sidecar_for(a.path, listing) for a in todo}
         metas = self.pool.probe([a.path for a in todo] + [s for s in sidecars.values() if s])
+        return list(hashing), sidecars, metas
+
+    def _judge(self, ready: dict[str, tuple[Asset, Verdict, bool]],
+               reading: Future[Any] | None) -> dict[str, tuple[Asset, Verdict, bool]]:
+        out = dict(ready)
+        if reading is None:
+            return out
+        hashed, sidecars, metas = reading.result()
         for asset in hashed:
             meta = metas[asset.path]
             if asset.error:  # the OS's reason (permission, vanished) says more than ExifTool's

@@ -166,16 +166,21 @@ class Policy:
     # -- decisions -------------------------------------------------------------------------
 
     def zone_of(self, asset: Asset, override: str | None = None) -> str:
-        """The first zone whose globs match the path under the scanned root; failing that,
-        the first that matches the absolute path (so scanning ``ep101/final`` itself is final,
-        while ``delivery/ep101/temp`` is temp even though ``delivery`` sits above it)."""
+        """The first zone with a glob that matches the file.
+
+        Relative globs see the path from the scanned root's own folder name down
+        (``final/a.mov`` when ``.../ep101/final`` is scanned, ``delivery/ep101/temp/a.mov``
+        when ``delivery`` is), never the folders above it: a root under ``/tmp`` is not a
+        temp zone. Globs that start with ``/`` match the absolute path.
+        """
         if override:
             return override
-        rel = asset.relpath.replace(os.sep, "/")
-        for candidate in (rel, asset.path):
-            for name, zone in self.zones.items():
-                if matches(candidate, zone["paths"]):
-                    return name
+        rel = os.path.relpath(asset.path, os.path.dirname(asset.root)).replace(os.sep, "/")
+        for name, zone in self.zones.items():
+            rel_globs = [g for g in zone["paths"] if not g.startswith("/")]
+            abs_globs = [g for g in zone["paths"] if g.startswith("/")]
+            if matches(rel, rel_globs) or matches(asset.path, abs_globs):
+                return name
         return self.default_zone
 
     def decide(self, asset: Asset, verdict: Verdict, approvals: list[Approval] = (),

@@ -198,22 +198,27 @@ class ExifToolPool:
         self._alias_dir = tempfile.mkdtemp(prefix="provgate-alias-")
         self._alias_seq = itertools.count()
         self._alias_lock = threading.Lock()
-        self.version = ""
         self.restarts = 0
-        for _ in range(self.processes):
-            proc = self._start()
-            self._all.append(proc)
-            self._idle.put(proc)
+        self.version = check_version(self.executable)
+        # pyexiftool asks the kernel to end ExifTool when the *thread* that started it ends
+        # (PR_SET_PDEATHSIG): every start and restart happens in one thread the pool owns.
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="provgate-exiftool")
+        try:
+            for _ in range(self.processes):
+                proc = self._spawner.submit(self._start).result()
+                self._all.append(proc)
+                self._idle.put(proc)
+        except BaseException:
+            self.close()
+            raise
 
     def _start(self) -> _Process:
-        check_version(self.executable)
         proc = _Process(executable=self.executable, common_args=COMMON_ARGS,
                         config_file=self.config)
         try:
             proc.run()
         except Exception as exc:  # pyexiftool raises several kinds here
             raise ExifToolUnavailable(f"ExifTool at {self.executable} did not start: {exc}") from exc
-        self.version = proc.version
         return proc
 
     def __enter__(self) -> ExifToolPool:
@@ -226,6 +231,7 @@ class ExifToolPool:
         for proc in self._all:
             proc.stop()
         self._all.clear()
+        self._spawner.shutdown(wait=True)
         shutil.rmtree(self._alias_dir, ignore_errors=True)
 
     def probe(self, paths: Sequence[str]) -> dict[str, Metadata]:
@@ -265,7 +271,7 @@ class ExifToolPool:
         proc.kill()
         self.restarts += 1
         try:
-            proc.run()
+            self._spawner.submit(proc.run).result()
         except Exception as exc:  # noqa: BLE001
             raise ExifToolUnavailable(f"ExifTool could not be restarted: {exc}") from exc
 

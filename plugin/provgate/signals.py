@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ class Signal:
     marker: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"kind": self.kind, "meaning": self.meaning, "source": self.source,
+                "tag": self.tag, "value": self.value, "marker": self.marker}
 
 
 @dataclass(frozen=True)
