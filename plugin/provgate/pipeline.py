@@ -174,7 +174,7 @@ class Gate:
                 new_rows.append(rec)
                 if decision.action == "block" and self.mode == "enforce" and asset.fingerprint:
                     moves.append(self._plan_move(asset, index))
-            if asset.fingerprint:
+            if asset.fingerprint and not (was_cached and index is None):
                 file_rows.append({"path": text_path(asset.path), "size": asset.size,
                                   "mtime_ns": asset.mtime_ns, "inode": asset.inode,
                                   "fingerprint": asset.fingerprint, "catalogue": self.cache_key,

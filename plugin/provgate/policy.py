@@ -17,7 +17,7 @@ from typing import Any
 import platformdirs
 
 from provgate import data
-from provgate.assets import Asset, matches
+from provgate.assets import Asset, GlobSet, matches
 from provgate.credentials import TrustBundle
 from provgate.errors import ConfigError
 from provgate.verdict import Verdict
@@ -85,9 +85,13 @@ class Policy:
 
     def __post_init__(self) -> None:
         self.digest = data.digest(self.doc)
+        self._zone_globs: list[tuple[str, GlobSet, GlobSet]] = []
         for name, zone in self.zones.items():
             for pat in zone.get("paths", []):
                 _check_glob(pat, f"{self.source}: zones.{name}.paths")
+            paths = zone.get("paths", [])
+            self._zone_globs.append((name, GlobSet(g for g in paths if not g.startswith("/")),
+                                     GlobSet(g for g in paths if g.startswith("/"))))
         if self.default_zone not in self.zones and self.default_zone != "default":
             raise ConfigError(f"{self.source}: default_zone: no zone named {self.default_zone!r} "
                               f"(zones: {', '.join(self.zones) or 'none'})")
@@ -176,10 +180,8 @@ class Policy:
         if override:
             return override
         rel = os.path.relpath(asset.path, os.path.dirname(asset.root)).replace(os.sep, "/")
-        for name, zone in self.zones.items():
-            rel_globs = [g for g in zone["paths"] if not g.startswith("/")]
-            abs_globs = [g for g in zone["paths"] if g.startswith("/")]
-            if matches(rel, rel_globs) or matches(asset.path, abs_globs):
+        for name, rel_globs, abs_globs in self._zone_globs:
+            if rel_globs.match(rel) or abs_globs.match(asset.path):
                 return name
         return self.default_zone
 
