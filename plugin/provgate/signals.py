@@ -52,6 +52,7 @@ class Catalogue:
                       doc["source_type"]["codes"].items()}
         self._exact: dict[str, list[_Rule]] = {}
         self._wild: list[tuple[str, _Rule]] = []
+        self._memo: dict[str, list[_Rule]] = {}
         dst = _Rule("digital-source-type", None, "digital source type", None)
         for tag in doc["source_type"]["tags"]:
             self._index(tag, dst)
@@ -90,9 +91,13 @@ class Catalogue:
         return list(dict.fromkeys(args))
 
     def _rules_for(self, key: str) -> list[_Rule]:
-        low = key.lower()
-        rules = list(self._exact.get(low, ()))
-        rules.extend(rule for pat, rule in self._wild if fnmatch.fnmatchcase(low, pat))
+        """Rules for one tag key; memoised, since the same few hundred keys recur per file."""
+        rules = self._memo.get(key)
+        if rules is None:
+            low = key.lower()
+            rules = list(self._exact.get(low, ()))
+            rules.extend(rule for pat, rule in self._wild if fnmatch.fnmatchcase(low, pat))
+            self._memo[key] = rules
         return rules
 
     def match(self, meta: Metadata, source: str = "exiftool") -> list[Signal]:
