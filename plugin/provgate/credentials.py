@@ -101,11 +101,16 @@ class CredentialChecker:
             self._context = _c2pa.Context.from_dict(settings)
             self._mimes = frozenset(_c2pa.Reader.get_supported_mime_types())
 
-    def check(self, path: str, meta: Metadata) -> Credentials:
-        """The C2PA state of one file, with the signals its manifests carry."""
+    def check(self, path: str, meta: Metadata, seen: str) -> Credentials:
+        """The C2PA state of one file, with the signals its manifests carry.
+
+        ``seen`` is what ExifTool alone could tell (verdict.c2pa_state_from_metadata).
+        """
         fallback = _pointer_state(meta)
         if not self.available:
-            return Credentials("not_checked", warning=self.description)
+            # ExifTool's word stands only where it can see a manifest at all
+            sees = meta.file_type in _EXIFTOOL_SEES_C2PA
+            return Credentials(seen if sees else "not_checked", warning=self.description)
         mime = meta.tags.get("File:MIMEType")
         sidecar = _c2pa_sidecar(path)
         if mime not in self._mimes:

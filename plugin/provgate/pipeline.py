@@ -244,12 +244,10 @@ class Gate:
         state = c2pa_state_from_metadata(meta)
         details: dict[str, Any] = {}
         if not meta.error:
-            cred = self.checker.check(asset.path, meta)
-            if cred.warning and cred.state != "not_checked":
+            cred = self.checker.check(asset.path, meta, state)
+            if cred.warning and self.checker.available:
                 warnings.append(cred.warning)
-            if cred.state != "not_checked":
-                state = cred.state
-                details = cred.details
+            state, details = cred.state, cred.details
             if cred.manifest_read:  # c2pa-python's structured view replaces ExifTool's CBOR
                 signals = [s for s in signals if not s.tag.split(":")[-2:-1] == ["CBOR"]]
                 signals += list(cred.signals)
