@@ -4,10 +4,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-SUDO   := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo)
-SAMPLE_EXCLUDES := --exclude '*.py' --exclude '*.json'
+SUDO   := $(shell [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && echo sudo)
+SAMPLE_EXCLUDES := --exclude '*.py' --exclude '*.json' --exclude '*.pem'
 
-.PHONY: setup exiftool demo test bench samples clean
+.PHONY: setup exiftool demo test test-tools bench samples clean
 
 exiftool:
 	@command -v exiftool >/dev/null 2>&1 || { \
@@ -31,7 +31,12 @@ demo: setup
 	$(BIN)/provgate scan sample_media $(SAMPLE_EXCLUDES) --ledger $(VENV)/demo-ledger.db
 	-$(BIN)/provgate check sample_media $(SAMPLE_EXCLUDES) --zone final --ledger $(VENV)/demo-ledger.db
 
-test: setup
+# strace lets a test prove that C2PA validation opens no socket (skipped without it)
+test-tools:
+	@command -v strace >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null 2>&1; } || true
+
+test: setup test-tools
 	$(BIN)/pytest
 
 bench: setup
@@ -40,6 +45,7 @@ bench: setup
 # needs ffmpeg too (apt-get install ffmpeg)
 samples: setup
 	$(BIN)/python sample_media/make_samples.py
+	$(BIN)/python sample_media/make_c2pa_samples.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
