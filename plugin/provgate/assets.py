@@ -150,25 +150,33 @@ def stat_asset(path: str, root: str) -> Asset:
 
 
 def discover(paths: Sequence[str], include: Sequence[str] = (), exclude: Sequence[str] = (),
-             skip_hidden: bool = True) -> Iterator[Asset]:
+             skip_hidden: bool = True, root: str | None = None) -> Iterator[Asset]:
     """Every file under ``paths`` (files or folders), in a stable order.
 
     ``include``/``exclude`` are globs on the path relative to its root; hidden files and
-    transfer partials are the policy's default excludes.
+    transfer partials are the policy's default excludes. ``root`` (the watched root) replaces
+    each given folder as the root its files are judged under.
     """
     for given in paths:
         top = os.path.abspath(given)
         if os.path.isdir(top) and not os.path.islink(top):
-            yield from _walk(top, GlobSet(include), GlobSet(exclude), skip_hidden)
+            yield from _walk(top, GlobSet(map(_anywhere, include)),
+                             GlobSet(map(_anywhere, exclude)), skip_hidden, root or top)
         elif os.path.lexists(top):
-            yield stat_asset(top, os.path.dirname(top))
+            yield stat_asset(top, root or os.path.dirname(top))
         else:
             yield Asset(top, os.path.dirname(top), error="not found: check the path")
 
 
-def _walk(root: str, include: GlobSet, exclude: GlobSet, skip_hidden: bool) -> Iterator[Asset]:
+def _anywhere(pattern: str) -> str:
+    """A glob without a ``/`` names files at any depth, as in .gitignore (``*.pem``)."""
+    return pattern if "/" in pattern else f"**/{pattern}"
+
+
+def _walk(top: str, include: GlobSet, exclude: GlobSet, skip_hidden: bool,
+          root: str) -> Iterator[Asset]:
     errors: list[OSError] = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
+    for dirpath, dirnames, filenames in os.walk(top, onerror=errors.append):
         while errors:
             exc = errors.pop()
             yield Asset(exc.filename or dirpath, root,

@@ -161,8 +161,8 @@ def _why(r: dict[str, Any]) -> str:
         return f"error: {r['error']}"
     if r.get("approval"):
         return f"approved: {r['approval']['ref']} by {r['approval']['by']}"
-    if r["evidence"]:
-        e = r["evidence"][0]
+    e = next((e for e in r["evidence"] if e["kind"] == r["kind"]), None)
+    if e:
         return f"{e['meaning']} [{e['tag']}]"
     return ""
 
@@ -224,6 +224,67 @@ def check(paths: tuple[str, ...], from_file: Any, policy_path: str | None, ledge
     verdict = "FAILED" if code else "passed"
     click.echo(f"{_summary_line(records)}; gate {verdict}", err=True)
     sys.exit(code)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--zone", help="Treat every file as this zone.")
+@click.option("--mode", type=click.Choice(["enforce", "warn", "audit"]),
+              help="Default: the policy's mode.")
+@click.option("--quarantine", metavar="DIR", help="Quarantine folder.")
+@click.option("--settle", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="Seconds a file's size and mtime must stay unchanged before it is read.")
+@click.option("--observer", type=click.Choice(["auto", "native", "polling"]), default="auto",
+              show_default=True, help="auto: polling on network mounts, inotify elsewhere.")
+@click.option("--poll-interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True)
+@click.option("--processes", type=click.IntRange(1, 64))
+@click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True)
+@click.option("--exiftool", envvar="PROVGATE_EXIFTOOL", metavar="PATH")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
+@policy_option
+@guarded
+def watch(paths: tuple[str, ...], zone: str | None, mode: str | None, quarantine: str | None,
+          settle: float, observer: str, poll_interval: float, processes: int | None,
+          timeout: float, exiftool: str | None, log_format: str, policy_path: str | None,
+          ledger: str | None) -> None:
+    """Watch delivery folders (or the policy's roots) and gate every file that settles."""
+    from provgate.watch import Watcher
+
+    setup_logging(True, log_format)
+    opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode, quarantine=quarantine,
+                    processes=processes, timeout=timeout, exiftool=exiftool, actor="daemon")
+    watcher = Watcher(opts, list(paths) or opts.policy.roots, settle=settle, observer=observer,
+                      poll_interval=poll_interval, policy_path=policy_path)
+    watcher.install_signals()
+    watcher.run()
+
+
+@main.command()
+@policy_option
+@guarded
+def status(policy_path: str | None, ledger: str | None) -> None:
+    """Show the watch daemon's heartbeat: running or not, pending files, decisions."""
+    from provgate.watch import read_status
+
+    doc = read_status(_options(policy_path, ledger=ledger))
+    if doc is None:
+        raise click.ClickException("no watch daemon has run on this ledger")
+    age = datetime.now(timezone.utc).timestamp() - doc["time"]
+    alive = doc["state"] == "running" and age < 60 and _pid_alive(doc["pid"])
+    click.echo(f"watch:    {'running' if alive else 'not running'} (pid {doc['pid']}, "
+               f"heartbeat {age:.0f} s ago)")
+    click.echo(f"roots:    {', '.join(doc['roots'])}")
+    click.echo(f"pending:  {doc['pending']}   decided: {doc['decided']}   "
+               f"rescans: {doc['rescans']}")
+    sys.exit(0 if alive else EXIT_GATE_FAILED)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
 
 
 @main.command()

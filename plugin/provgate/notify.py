@@ -64,8 +64,7 @@ class Notifier:
         """Notify; returns the problems met (each also logged), for the record's warnings."""
         action = record["action"]
         if action in ("flag", "escalate", "block"):
-            log.log(logging.WARNING if action != "flag" else logging.INFO,
-                    "%s %s: %s", action.upper(), record["path"], record["reason"])
+            log.info("%s %s: %s", action.upper(), record["path"], record["reason"])
         problems = []
         for n in self.notifiers:
             if _ORDER.index(action) < _ORDER.index(n.get("min_action", "flag")):

@@ -114,8 +114,8 @@ class Gate:
 
     # -- running ---------------------------------------------------------------------------
 
-    def run(self, paths: Iterable[str],
-            progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+    def run(self, paths: Iterable[str], progress: Callable[[int], None] | None = None,
+            root: str | None = None) -> Iterator[dict[str, Any]]:
         """Judge every file under ``paths``; yields one record per file, in walk order.
 
         Three stages overlap: reader threads keep every ExifTool process busy (one batch each,
@@ -123,7 +123,8 @@ class Gate:
         and this thread decides, records and acts. A bounded window keeps memory flat.
         """
         walk = discover(list(paths), [*self.policy.include, *self.opts.include],
-                        [*self.policy.exclude, *self.opts.exclude], self.policy.skip_hidden)
+                        [*self.policy.exclude, *self.opts.exclude], self.policy.skip_hidden,
+                        root)
         workers = self.opts.processes or os.cpu_count() or 1
         window: deque[tuple[list[Asset], Future[Any], dict[str, Any]]] = deque()
         with ThreadPoolExecutor(workers, thread_name_prefix="provgate-read") as readers, \

@@ -212,9 +212,9 @@ def _reason(verdict: Verdict, zone: str, action: str, rule: str) -> str:
     what = _KIND_WORDS[verdict.kind]
     if ".c2pa." in rule:
         what = f"its Content Credentials are {verdict.c2pa.replace('_', ' ')}"
-    top = verdict.evidence[0].meaning if verdict.evidence else (verdict.error or "")
+    top = verdict.deciding.meaning if verdict.deciding else (verdict.error or "")
     said = {"allow": "allowed", "flag": "flagged to socialize", "escalate":
-            "held: needs written approval", "block": "blocked: quarantined in enforce mode"}[action]
+            "held: needs written approval", "block": "blocked (quarantined in enforce mode)"}[action]
     detail = f" ({top})" if top and verdict.kind != "unknown" else ""
     return f"In zone {zone}, {verdict.kind}: {what}{detail}; {said}."
 

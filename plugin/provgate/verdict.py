@@ -30,6 +30,11 @@ class Verdict:
     credentials: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def deciding(self) -> Signal | None:
+        """The first signal of the winning kind: the one a reason should cite."""
+        return next((s for s in self.evidence if s.kind == self.kind), None)
+
+    @property
     def conflicting(self) -> bool:
         kinds = {s.kind for s in self.evidence}
         return bool(kinds & AI_KINDS) and "human" in kinds

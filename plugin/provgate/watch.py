@@ -1,0 +1,325 @@
+"""Watch: the delivery-folder daemon. It consumes filesystem events, waits until each file is
+complete, and hands settled files to the same pipeline as ``scan``. It never decides.
+
+- native events (inotify) on local filesystems, polling on network mounts (NFS, SMB, FUSE...),
+  chosen per root from the mount table (FIELD-NOTES: inotify misses remote writers);
+- a file is read only when its size and mtime have not changed for the settle window;
+- catch-up at start and after an event-queue overflow: the tree is reconciled against the
+  ledger's file cache, so nothing new is missed and nothing unchanged is read twice;
+- one instance per ledger (a lock); SIGTERM/SIGINT finish the batch in hand; SIGHUP reloads
+  the policy (an invalid one is refused and the old one kept); a status file is the heartbeat.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from provgate.assets import GlobSet, stat_asset
+from provgate.errors import ConfigError, LedgerError, ProvgateError
+from provgate.pipeline import Gate, Options
+from provgate.policy import Policy
+
+log = logging.getLogger("provgate")
+NETWORK_FS = ("nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs",
+              "lustre", "gpfs", "beegfs", "sshfs", "davfs")
+
+
+def filesystem_type(path: str, mounts: str = "/proc/mounts") -> str:
+    """The filesystem type of the mount holding ``path`` (longest mount point wins)."""
+    real = os.path.realpath(path)
+    best, kind = "", "unknown"
+    try:
+        lines = Path(mounts).read_text().splitlines()
+    except OSError:
+        return kind
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+            best, kind = point, parts[2]
+    return kind
+
+
+def wants_polling(path: str) -> bool:
+    fs = filesystem_type(path)
+    return fs in NETWORK_FS or fs.startswith("fuse")
+
+
+@dataclass
+class _Pending:
+    """A path heard about, and what it looked like when last checked."""
+
+    root: str
+    heard: float
+    size: int = -1
+    mtime_ns: int = -1
+
+
+@dataclass
+class WatchStats:
+    started: float = field(default_factory=time.time)
+    decided: int = 0
+    batches: int = 0
+    rescans: int = 0
+    last_batch: float | None = None
+
+
+class _Events(FileSystemEventHandler):
+    def __init__(self, watcher: Watcher, root: str) -> None:
+        self.watcher, self.root = watcher, root
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write", "deleted"):
+            return
+        path = os.fsdecode(getattr(event, "dest_path", "") or event.src_path)
+        if event.is_directory:
+            if event.event_type in ("created", "moved"):
+                self.watcher.request_rescan(path, self.root)  # a tree moved in with one mv
+            return
+        self.watcher.heard(path, self.root)
+
+
+class _OverflowLog(logging.Handler):
+    """watchdog only logs a queue overflow: hearing that line schedules a full rescan."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        super().__init__(logging.WARNING)
+        self.watcher = watcher
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.watcher.request_rescan()
+
+
+class Watcher:
+    """Watch ``roots`` and gate every file that settles in them."""
+
+    def __init__(self, opts: Options, roots: list[str], settle: float = 3.0,
+                 observer: str = "auto", poll_interval: float = 1.0,
+                 policy_path: str | None = None, status_interval: float = 5.0) -> None:
+        if not roots:
+            raise ConfigError("nothing to watch: give folders, or set `roots` in the policy")
+        for r in roots:
+            if not os.path.isdir(r):
+                raise ConfigError(f"cannot watch {r}: not a folder")
+        self.opts = replace(opts, actor="daemon")
+        self.roots = [os.path.abspath(r) for r in roots]
+        self.settle = settle
+        self.observer_mode = observer
+        self.poll_interval = poll_interval
+        self.policy_path = policy_path
+        self.status_interval = status_interval
+        self.stats = WatchStats()
+        self._pending: dict[str, _Pending] = {}
+        self._rescan: set[tuple[str, str]] = {(r, r) for r in self.roots}  # catch-up at start
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._observers: list[Any] = []
+        self._lockfile: Any = None
+        self._exclude = GlobSet(f"**/{p}" if "/" not in p else p for p in opts.policy.exclude)
+        # a quarantine inside a watched root must not feed its own files back in
+        self._quarantine = str(opts.policy.quarantine_path(opts.quarantine)) + os.sep
+
+    # -- events ----------------------------------------------------------------------------
+
+    def heard(self, path: str, root: str) -> None:
+        if self._ignored(path, root):
+            return
+        with self._lock:
+            self._pending[path] = _Pending(root, time.monotonic())
+
+    def request_rescan(self, folder: str | None = None, root: str | None = None) -> None:
+        with self._lock:
+            if folder and root:
+                self._rescan.add((folder, root))
+            else:
+                self._rescan.update((r, r) for r in self.roots)
+
+    def _ignored(self, path: str, root: str) -> bool:
+        if path.startswith(self._quarantine):
+            return True
+        rel = os.path.relpath(path, root)
+        if rel.startswith(".."):
+            return True
+        if self.opts.policy.skip_hidden and any(p.startswith(".") for p in Path(rel).parts):
+            return True
+        return self._exclude.match(rel.replace(os.sep, "/"))
+
+    # -- life ------------------------------------------------------------------------------
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        """Run until stopped; the gate (and its ExifTool processes) lives as long as the run."""
+        self._take_lock()
+        overflow = _OverflowLog(self)
+        logging.getLogger("watchdog").addHandler(overflow)
+        gate: Gate | None = None
+        try:
+            gate = Gate(self.opts)
+            for moved in gate.recover():
+                log.info("finished an interrupted move: %s", moved)
+            self._start_observers()
+            log.info("watching %s (settle %.1f s)", ", ".join(self.roots), self.settle)
+            next_status = 0.0
+            while not self._stop.is_set():
+                gate = self._maybe_reload(gate)
+                self._rescan_requested(gate)
+                self._settled_batch(gate)
+                if time.monotonic() >= next_status:
+                    self._write_status()
+                    next_status = time.monotonic() + self.status_interval
+                self._stop.wait(0.2)
+        finally:
+            if gate is not None:
+                gate.close()
+            logging.getLogger("watchdog").removeHandler(overflow)
+            for obs in self._observers:
+                obs.stop()
+            for obs in self._observers:
+                obs.join(timeout=5)
+            self._write_status(stopped=True)
+            self._release_lock()
+            log.info("stopped after %d decisions", self.stats.decided)
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+
+    def _start_observers(self) -> None:
+        for root in self.roots:
+            polling = self.observer_mode == "polling" or (
+                self.observer_mode == "auto" and wants_polling(root))
+            obs = PollingObserver(timeout=self.poll_interval) if polling else Observer()
+            obs.schedule(_Events(self, root), root, recursive=True)
+            obs.start()
+            self._observers.append(obs)
+            log.info("%s: %s observer", root, "polling" if polling else "native")
+
+    def _maybe_reload(self, gate: Gate) -> Gate:
+        if not self._reload.is_set():
+            return gate
+        self._reload.clear()
+        try:
+            policy = Policy.load(self.policy_path)
+            new = Gate(replace(self.opts, policy=policy))
+        except ProvgateError as exc:
+            log.error("policy reload refused, keeping the old one: %s", exc)
+            return gate
+        gate.close()
+        self.opts = new.opts
+        log.info("policy reloaded: %s (digest %s)", policy.source, policy.digest[:16])
+        return new
+
+    # -- work ------------------------------------------------------------------------------
+
+    def _rescan_requested(self, gate: Gate) -> None:
+        with self._lock:
+            todo, self._rescan = self._rescan, set()
+        for folder, root in sorted(todo):
+            self.stats.rescans += 1
+            for rec in gate.run([folder], root=root):
+                self._count(rec)
+
+    def _settled_batch(self, gate: Gate) -> None:
+        now = time.monotonic()
+        ready: list[tuple[str, str]] = []
+        with self._lock:
+            for path, p in list(self._pending.items()):
+                if now - p.heard < self.settle:
+                    continue
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    del self._pending[path]  # gone before it settled: nothing to gate
+                    continue
+                if (st.st_size, st.st_mtime_ns) != (p.size, p.mtime_ns):
+                    p.size, p.mtime_ns, p.heard = st.st_size, st.st_mtime_ns, now
+                    continue  # still changing, or first look: wait one more window
+                ready.append((path, p.root))
+                del self._pending[path]
+        if not ready:
+            return
+        for i in range(0, len(ready), 256):  # back-pressure: bounded batches
+            assets = [stat_asset(path, root) for path, root in ready[i:i + 256]]
+            for rec in gate.process(assets):
+                self._count(rec)
+            self.stats.batches += 1
+            self.stats.last_batch = time.time()
+
+    def _count(self, rec: dict[str, Any]) -> None:
+        if not rec.get("cached"):
+            self.stats.decided += 1
+
+    # -- lock and status -------------------------------------------------------------------
+
+    def _lock_path(self) -> Path:
+        return Path(str(self.opts.policy.ledger_path(self.opts.ledger)) + ".watch.lock")
+
+    def status_path(self) -> Path:
+        return Path(str(self.opts.policy.ledger_path(self.opts.ledger)) + ".status.json")
+
+    def _take_lock(self) -> None:
+        path = self._lock_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            other = fh.read().strip()
+            fh.close()
+            raise LedgerError(f"another provgate watch (pid {other or '?'}) already uses this "
+                              f"ledger; stop it first or give --ledger") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lockfile = fh
+
+    def _release_lock(self) -> None:
+        if self._lockfile:
+            self._lockfile.close()
+            self._lockfile = None
+
+    def _write_status(self, stopped: bool = False) -> None:
+        with self._lock:
+            pending = len(self._pending)
+        doc = {"pid": os.getpid(), "time": time.time(), "state": "stopped" if stopped else
+               "running", "roots": self.roots, "pending": pending, "decided": self.stats.decided,
+               "batches": self.stats.batches, "rescans": self.stats.rescans,
+               "started": self.stats.started, "last_batch": self.stats.last_batch,
+               "policy_digest": self.opts.policy.digest}
+        path = self.status_path()
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(doc, indent=2))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("cannot write the status file %s: %s", path, exc)
+
+
+def read_status(opts: Options) -> dict[str, Any] | None:
+    path = Path(str(opts.policy.ledger_path(opts.ledger)) + ".status.json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,243 @@
+"""The watch daemon on real inotify and polling observers, real files, a real ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLES, run
+from provgate.errors import LedgerError
+from provgate.ledger import Ledger
+from provgate.pipeline import Options
+from provgate.watch import Watcher, filesystem_type
+
+AI = SAMPLES / "ai_iptc_generated.jpg"
+CLEAN = SAMPLES / "unknown_camera.jpg"
+
+
+class Running:
+    """A Watcher in a thread, stopped and joined at the end of the test."""
+
+    def __init__(self, roots: list[Path], **kw: object) -> None:
+        opts = Options(mode=kw.pop("mode", "enforce"))  # type: ignore[arg-type]
+        self.watcher = Watcher(opts, [str(r) for r in roots], settle=kw.pop("settle", 0.5),
+                               **kw)  # type: ignore[arg-type]
+        self.ledger_path = opts.policy.ledger_path()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.watcher.run()
+        except BaseException as exc:  # noqa: BLE001
+            self.error = exc
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        wait_for(lambda: self.watcher._observers and not self.watcher._rescan, 30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.watcher.stop()
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive()
+
+    def decisions(self) -> list[dict]:
+        if not self.ledger_path.exists():
+            return []
+        with Ledger(self.ledger_path) as led:
+            return list(led.decisions())
+
+
+def wait_for(cond, timeout: float = 15.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def names(decisions: list[dict]) -> list[str]:
+    return [Path(d["path"]).name for d in decisions]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "delivery"
+    (r / "ep101" / "final").mkdir(parents=True)
+    (r / "ep101" / "temp").mkdir(parents=True)
+    return r
+
+
+def test_new_file_is_decided_and_blocked_one_quarantined(root: Path, quarantine_dir: Path) -> None:
+    with Running([root]) as w:
+        shutil.copy2(AI, root / "ep101" / "final" / "shot.jpg")
+        shutil.copy2(CLEAN, root / "ep101" / "final" / "plate.jpg")
+        shutil.copy2(AI, root / "ep101" / "temp" / "idea.jpg")
+        got = wait_for(lambda: len(w.decisions()) >= 3 and w.decisions())
+    by = {Path(d["path"]).name: d for d in got}
+    assert by["shot.jpg"]["action"] == "block" and by["shot.jpg"]["actor"] == "daemon"
+    assert by["plate.jpg"]["action"] == "allow"
+    assert by["idea.jpg"]["action"] == "flag"
+    assert not (root / "ep101" / "final" / "shot.jpg").exists()
+    assert (quarantine_dir / "ep101" / "final" / "shot.jpg").exists()
+    assert len(got) == 3  # the quarantine move did not feed anything back in
+
+
+def test_growing_file_is_read_only_when_complete(root: Path) -> None:
+    data = AI.read_bytes()
+    target = root / "ep101" / "final" / "growing.jpg"
+    with Running([root], settle=1.0) as w:
+        with open(target, "wb") as fh:
+            for i in range(0, len(data), 1000):  # a slow transfer: longer than the window
+                fh.write(data[i:i + 1000])
+                fh.flush()
+                time.sleep(0.3)
+                assert w.decisions() == []
+        got = wait_for(lambda: w.decisions())
+    import hashlib
+    assert got[0]["fingerprint"] == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert len(got) == 1
+
+
+def test_partial_then_rename_counts_once(root: Path) -> None:
+    with Running([root]) as w:
+        part = root / "ep101" / "final" / "clip.jpg.part"
+        shutil.copy2(CLEAN, part)
+        time.sleep(1.2)
+        assert w.decisions() == []  # a transfer partial is never read
+        os.rename(part, root / "ep101" / "final" / "clip.jpg")
+        got = wait_for(lambda: w.decisions())
+        time.sleep(1.0)
+        assert names(w.decisions()) == ["clip.jpg"]
+    assert got[0]["kind"] == "unknown"
+
+
+def test_tree_moved_in_with_one_mv(root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "incoming" / "reel2"
+    (outside / "sub").mkdir(parents=True)
+    shutil.copy2(CLEAN, outside / "a.jpg")
+    shutil.copy2(AI, outside / "sub" / "b.jpg")
+    with Running([root], mode="warn") as w:
+        os.rename(tmp_path / "incoming" / "reel2", root / "ep101" / "final" / "reel2")
+        wait_for(lambda: len(w.decisions()) >= 2)
+    assert sorted(names(w.decisions())) == ["a.jpg", "b.jpg"]
+
+
+def test_catch_up_at_start_and_nothing_decided_twice(root: Path) -> None:
+    shutil.copy2(AI, root / "ep101" / "temp" / "before.jpg")
+    with Running([root]) as w:
+        wait_for(lambda: w.decisions())
+    with Running([root]) as w:
+        shutil.copy2(CLEAN, root / "ep101" / "temp" / "after.jpg")
+        wait_for(lambda: len(w.decisions()) >= 2)
+        time.sleep(0.5)
+        assert sorted(names(w.decisions())) == ["after.jpg", "before.jpg"]
+
+
+def test_files_added_while_down_are_caught_up(root: Path) -> None:
+    with Running([root]) as w:
+        shutil.copy2(CLEAN, root / "ep101" / "temp" / "one.jpg")
+        wait_for(lambda: w.decisions())
+    shutil.copy2(CLEAN, root / "ep101" / "temp" / "two.jpg")  # while nobody watches
+    with Running([root]) as w:
+        wait_for(lambda: len(w.decisions()) >= 2)
+
+
+def test_polling_observer(root: Path) -> None:
+    with Running([root], observer="polling", poll_interval=0.3) as w:
+        shutil.copy2(AI, root / "ep101" / "temp" / "polled.jpg")
+        got = wait_for(lambda: w.decisions(), 20)
+    assert got[0]["kind"] == "ai_generated"
+
+
+def test_overflow_schedules_a_rescan(root: Path) -> None:
+    import logging
+    with Running([root]) as w:
+        before = w.watcher.stats.rescans
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost")
+        wait_for(lambda: w.watcher.stats.rescans > before)
+
+
+def test_burst_of_files(root: Path) -> None:
+    folder = root / "ep101" / "temp" / "burst"
+    folder.mkdir()
+    with Running([root], mode="warn") as w:
+        for i in range(300):
+            shutil.copy2(CLEAN, folder / f"f{i:03}.jpg")
+        wait_for(lambda: len(w.decisions()) >= 300, 120)
+    assert len(set(names(w.decisions()))) == 300
+
+
+def test_second_instance_on_the_same_ledger_is_refused(root: Path) -> None:
+    with Running([root]):
+        other = Watcher(Options(), [str(root)])
+        with pytest.raises(LedgerError, match="another provgate watch"):
+            other.run()
+
+
+def test_filesystem_type_from_the_mount_table(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/vda / ext4 rw 0 0\nserver:/export /mnt/nas nfs4 rw 0 0\n")
+    assert filesystem_type("/mnt/nas/show/ep101", str(mounts)) == "nfs4"
+    assert filesystem_type("/srv/local", str(mounts)) == "ext4"
+
+
+def test_daemon_stops_on_sigterm_and_reports_status(root: Path, tmp_path: Path) -> None:
+    env = {**os.environ}
+    proc = subprocess.Popen([sys.executable, "-m", "provgate", "watch", str(root), "--settle",
+                             "0.5"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: run("status").exit_code == 0, 30)
+        shutil.copy2(AI, root / "ep101" / "final" / "x.jpg")
+        wait_for(lambda: "decided: 1" in run("status").stdout, 30)
+        second = subprocess.run([sys.executable, "-m", "provgate", "watch", str(root)],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 3 and "another provgate watch" in second.stderr
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert time.monotonic() - t0 < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    status = run("status")
+    assert status.exit_code == 1 and "not running" in status.stdout
+
+
+def test_sighup_reloads_policy_and_refuses_a_bad_one(root: Path, tmp_path: Path) -> None:
+    from provgate.policy import DEFAULT_POLICY
+    pol = tmp_path / "p.toml"
+    pol.write_text(DEFAULT_POLICY.read_text())
+    proc = subprocess.Popen([sys.executable, "-m", "provgate", "watch", str(root), "--settle",
+                             "0.3", "--policy", str(pol)], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: run("status").exit_code == 0, 30)
+        pol.write_text("version = 1\nnonsense = true\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        pol.write_text(DEFAULT_POLICY.read_text().replace('[zones.temp]\npaths = [',
+                                                          '[zones.temp]\npaths = ["**/final/**", '))
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        shutil.copy2(AI, root / "ep101" / "temp" / "y.jpg")
+        wait_for(lambda: "decided: 1" in run("status").stdout, 30)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "policy reload refused" in err and "policy reloaded" in err
+    assert json.loads(run("ledger", "list", "--json").stdout)[0]["action"] == "flag"
