@@ -194,3 +194,19 @@ min_action = "block"
     assert len(lines) == sum(1 for r in recs if r["action"] != "allow")
     blocked = [r for r in recs if r["action"] == "block"][0]
     assert any("notifier webhook failed" in w for w in blocked["warnings"])
+
+
+def test_pre_delivery_hook_script(delivery: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    hook = Path(__file__).resolve().parent.parent / "hooks" / "pre-delivery"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    report = tmp_path / "report.json"
+    held = subprocess.run([str(hook), "--report", str(report), str(delivery / "ep101" / "final")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert held.returncode == 1 and "gate FAILED" in held.stderr
+    assert {r["action"] for r in json.loads(report.read_text())} >= {"block", "escalate"}
+    ok = subprocess.run([str(hook), str(delivery / "ep101" / "temp")], env=env,
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert subprocess.run([str(hook)], env=env, capture_output=True).returncode == 2

@@ -110,7 +110,7 @@ class Watcher:
     """Watch ``roots`` and gate every file that settles in them."""
 
     def __init__(self, opts: Options, roots: list[str], settle: float = 3.0,
-                 observer: str = "auto", poll_interval: float = 1.0,
+                 observer: str = "auto", poll_interval: float = 5.0,
                  policy_path: str | None = None, status_interval: float = 5.0) -> None:
         if not roots:
             raise ConfigError("nothing to watch: give folders, or set `roots` in the policy")
@@ -141,8 +141,13 @@ class Watcher:
     def heard(self, path: str, root: str) -> None:
         if self._ignored(path, root):
             return
+        try:
+            st = os.stat(path)
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:
+            size, mtime = -1, -1
         with self._lock:
-            self._pending[path] = _Pending(root, time.monotonic())
+            self._pending[path] = _Pending(root, time.monotonic(), size, mtime)
 
     def request_rescan(self, folder: str | None = None, root: str | None = None) -> None:
         with self._lock:
@@ -186,7 +191,7 @@ class Watcher:
                 if time.monotonic() >= next_status:
                     self._write_status()
                     next_status = time.monotonic() + self.status_interval
-                self._stop.wait(0.2)
+                self._stop.wait(0.1)
         finally:
             if gate is not None:
                 gate.close()
@@ -253,7 +258,7 @@ class Watcher:
                     continue
                 if (st.st_size, st.st_mtime_ns) != (p.size, p.mtime_ns):
                     p.size, p.mtime_ns, p.heard = st.st_size, st.st_mtime_ns, now
-                    continue  # still changing, or first look: wait one more window
+                    continue  # still changing: wait one more window
                 ready.append((path, p.root))
                 del self._pending[path]
         if not ready:
