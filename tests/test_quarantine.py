@@ -182,3 +182,65 @@ def test_kill_9_during_enforce_scan_loses_nothing(tmp_path: Path) -> None:
     assert fingerprints(root, q) == before
     assert run("ledger", "verify").exit_code == 0
     assert len(list(root.iterdir())) == 75
+
+
+def test_zone_sidecars_carry_the_verdict_and_are_never_evidence(tmp_path: Path) -> None:
+    from provgate.policy import DEFAULT_POLICY
+    pol = tmp_path / "p.toml"
+    pol.write_text(DEFAULT_POLICY.read_text().replace(
+        "[zones.final.actions]", "tag = true\n[zones.final.actions]"))
+    final = tmp_path / "show" / "final"
+    final.mkdir(parents=True)
+    shutil.copy2(SAMPLES / "ai_genfill_composite.jpg", final / "shot.jpg")
+    shutil.copy2(SAMPLES / "unknown_camera.jpg", final / "plate.jpg")
+    before = (final / "shot.jpg").read_bytes()
+    recs = by_name(run_json("scan", final, "--policy", pol))
+    side = final / "shot.jpg.xmp"
+    out = subprocess.run(["exiftool", "-json", "-G1", str(side)], capture_output=True, text=True)
+    tags = json.loads(out.stdout)[0]
+    assert tags["XMP-provgate:DecisionID"] == recs["shot.jpg"]["id"]
+    assert tags["XMP-provgate:Action"] == "escalate"
+    assert tags["XMP-iptcExt:DigitalSourceType"].endswith("compositeWithTrainedAlgorithmicMedia")
+    assert (final / "shot.jpg").read_bytes() == before  # the deliverable is untouched
+    # replace the shot with a clean file: the stale sidecar must not make it AI
+    shutil.copy2(SAMPLES / "unknown_camera.jpg", final / "shot.jpg")
+    recs = by_name(run_json("scan", final, "--policy", pol))
+    assert recs["shot.jpg"]["kind"] == "unknown"
+    # a sidecar someone else wrote is left alone
+    (final / "plate.jpg.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    os.utime(final / "plate.jpg")
+    shutil.copy2(SAMPLES / "ai_genfill_composite.jpg", final / "plate.jpg")
+    recs = by_name(run_json("scan", final, "--policy", pol))
+    assert any("not provgate's" in w for w in recs["plate.jpg"]["warnings"])
+    assert (final / "plate.jpg.xmp").read_text() == "<x:xmpmeta xmlns:x='adobe:ns:meta/'/>"
+
+
+def test_tag_command_labels_working_media(tmp_path: Path) -> None:
+    work = tmp_path / "show" / "work"
+    work.mkdir(parents=True)
+    wrong = work / "mislabelled.png"  # a JPEG named .png: ExifTool refuses to write it
+    shutil.copy2(SAMPLES / "unknown_camera.jpg", wrong)
+    failed = run("tag", wrong, "--source-type", "trainedAlgorithmicMedia")
+    assert failed.exit_code == 3 and "could not write" in failed.output
+    assert wrong.read_bytes() == (SAMPLES / "unknown_camera.jpg").read_bytes()
+    assert not Path(str(wrong) + ".provgate-backup").exists()
+    f = work / "matte.jpg"
+    shutil.copy2(SAMPLES / "unknown_camera.jpg", f)
+    out = run("tag", f, "--source-type", "trainedAlgorithmicMedia", "--tool", "Runway Gen-4")
+    assert out.exit_code == 0, out.output
+    assert "now ai_generated" in out.output
+    assert not Path(str(f) + ".provgate-backup").exists()
+    rec = run_json("scan", f)[0]
+    assert rec["kind"] == "ai_generated"
+    assert {e["marker"] for e in rec["evidence"]} >= {"digital-source-type", "iptc-ai-fields"}
+    final = tmp_path / "show" / "final"
+    final.mkdir()
+    g = final / "deliverable.jpg"
+    shutil.copy2(SAMPLES / "unknown_camera.jpg", g)
+    before = g.read_bytes()
+    refused = run("tag", g, "--source-type", "trainedAlgorithmicMedia")
+    assert refused.exit_code == 1 and "final zone" in refused.output
+    assert g.read_bytes() == before
+    assert run("tag", g, "--source-type", "trainedAlgorithmicMedia", "--force").exit_code == 0
+    assert json.loads(run("ledger", "list", "--json", "--path", str(g)).stdout)[-1]["action"] \
+        == "block"

@@ -188,3 +188,67 @@ def _why(exc: OSError) -> str:
         errno.EROFS: "the quarantine folder is on a read-only filesystem",
         errno.EEXIST: "a file with that name already exists in quarantine",
     }.get(exc.errno or 0, str(exc))
+
+
+IPTC_DST = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+# the IPTC code a sidecar states for each kind; unknown, human and unreadable state none, since
+# provgate has no provenance of its own to assert for them
+KIND_SOURCE_TYPE = {"ai_generated": "trainedAlgorithmicMedia",
+                    "ai_composite": "compositeWithTrainedAlgorithmicMedia",
+                    "ai_possible": "composite", "algorithmic": "algorithmicMedia"}
+SIDECAR_SUFFIX = ".xmp"
+
+
+def sidecar_path(path: str) -> Path:
+    return Path(path + SIDECAR_SUFFIX)
+
+
+def write_sidecar(record: dict[str, Any], raw_path: str | None = None) -> str | None:
+    """Write the verdict beside the file as ``NAME.EXT.xmp`` for DAMs and editorial tools.
+
+    The file's own bytes are never touched. A sidecar provgate did not write is left alone
+    (returns why); one it wrote before is replaced by a fresh one.
+    """
+    from provgate.probe import read_tags, write_tags
+
+    side = sidecar_path(raw_path or record["path"])
+    if side.exists():
+        if not read_tags(str(side), ["XMP-provgate:DecisionID"]).get("XMP-provgate:DecisionID"):
+            return f"sidecar {side.name} exists and is not provgate's: not written"
+        side.unlink()  # our own earlier verdict
+    tags = {"XMP-provgate:DecisionID": str(record["id"]), "XMP-provgate:Kind": record["kind"],
+            "XMP-provgate:Action": record["action"], "XMP-provgate:Rule": record["rule"],
+            "XMP-provgate:Zone": record["zone"], "XMP-provgate:Reason": record["reason"],
+            "XMP-provgate:Time": record["time"],
+            "XMP-provgate:PolicyDigest": record["policy_digest"]}
+    if record["kind"] in KIND_SOURCE_TYPE:
+        tags["XMP-iptcExt:DigitalSourceType"] = IPTC_DST + KIND_SOURCE_TYPE[record["kind"]]
+    write_tags(str(side), tags, create=True)
+    return None
+
+
+def tag_file(path: str, source_type: str, tool: str | None = None) -> None:
+    """Label working media a team made with AI, in the file itself, so provenance travels.
+
+    A backup is kept beside the file until the write is read back and verified; on any
+    failure the original bytes are put back.
+    """
+    from provgate.probe import read_tags, write_tags
+
+    src = Path(path)
+    backup = Path(str(src) + ".provgate-backup")
+    if os.path.lexists(backup):
+        raise ActionError(f"{backup} exists: a previous tag was interrupted; check it first")
+    tags = {"XMP-iptcExt:DigitalSourceType": IPTC_DST + source_type}
+    if tool:
+        tags["XMP-iptcExt:AISystemUsed"] = tool
+    shutil.copy2(src, backup)
+    try:
+        write_tags(str(src), tags)
+        got = read_tags(str(src), ["XMP-iptcExt:DigitalSourceType"])
+        if got.get("XMP-iptcExt:DigitalSourceType") != tags["XMP-iptcExt:DigitalSourceType"]:
+            raise ActionError(f"ExifTool did not keep the tag in {src}; original restored")
+    except BaseException:
+        os.replace(backup, src)  # our own copy of the user's bytes goes back
+        raise
+    backup.unlink()

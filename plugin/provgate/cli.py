@@ -426,6 +426,37 @@ def revoke(ident: int, policy_path: str | None, ledger: str | None) -> None:
     click.echo(f"approval #{ident} revoked")
 
 
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--source-type", required=True,
+              type=click.Choice(["trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia",
+                                 "compositeSynthetic", "algorithmicMedia",
+                                 "algorithmicallyEnhanced"]),
+              help="IPTC digital source type to write.")
+@click.option("--tool", help="The AI system used (IPTC 2025.1 AI System Used).")
+@click.option("--force", is_flag=True, help="Tag even in a final zone.")
+@click.option("--zone", help="Treat the files as this zone.")
+@policy_option
+@guarded
+def tag(files: tuple[str, ...], source_type: str, tool: str | None, force: bool,
+        zone: str | None, policy_path: str | None, ledger: str | None) -> None:
+    """Label working media made with AI, in the file, so its provenance travels with it."""
+    from provgate.assets import stat_asset
+
+    opts = _options(policy_path, ledger=ledger, zone=zone, actor="cli")
+    with Gate(opts) as gate:
+        for f in files:
+            asset = stat_asset(os.path.abspath(f), os.path.dirname(os.path.abspath(f)))
+            where = opts.policy.zone_of(asset, zone)
+            if where == "final" and not force:
+                raise click.ClickException(f"{f} is in the final zone: tagging changes a "
+                                           "deliverable's bytes; use --force if you mean it")
+            actions.tag_file(asset.path, source_type, tool)
+            rec = gate.process([stat_asset(asset.path, asset.root)])[0]
+            click.echo(f"tagged {f}: {source_type}; now {rec['kind']} "
+                       f"(decision #{rec['id']})")
+
+
 # -- quarantine -----------------------------------------------------------------------------
 
 @main.group()

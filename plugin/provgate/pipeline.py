@@ -21,7 +21,7 @@ from typing import Any
 from provgate import __version__, actions, data
 from provgate.assets import Asset, discover, folder_listing, sidecar_for
 from provgate.credentials import CredentialChecker
-from provgate.errors import ActionError, ConfigError
+from provgate.errors import ActionError, ConfigError, ProvgateError
 from provgate.ledger import Ledger, now_iso
 from provgate.notify import Notifier
 from provgate.policy import MODES, Decision, Policy
@@ -188,6 +188,7 @@ class Gate:
             for rec, ident in zip(new_rows, ids):
                 rec["id"] = ident
             self._carry_out(moves, new_rows)
+            self._tag(new_rows)
         fresh = {id(r) for r in new_rows}
         for rec in records:
             if id(rec) in fresh:
@@ -239,7 +240,7 @@ class Gate:
     def _verdict(self, asset: Asset, meta: Metadata, sidecar: str | None,
                  metas: dict[str, Metadata]) -> Verdict:
         signals = self.catalogue.match(meta)
-        if sidecar:
+        if sidecar and not _written_by_provgate(metas[sidecar]):
             signals += self.catalogue.match(metas[sidecar], "sidecar")
         warnings: list[str] = []
         state = c2pa_state_from_metadata(meta)
@@ -272,9 +273,25 @@ class Gate:
             "mode": self.mode, "policy_digest": self.policy.digest,
             "trust_digest": self.trust_digest, "tools": self.tools(),
             "actor": self.opts.actor, "user": self.user, "cached": cached, "outcome": None,
+            "_raw_path": asset.path,
         }
 
     # -- acting ----------------------------------------------------------------------------
+
+    def _tag(self, rows: list[dict[str, Any]]) -> None:
+        """Sidecars with the verdict, in zones whose policy asks for them (never in audit)."""
+        if self.mode == "audit":
+            return
+        for rec in rows:
+            raw = rec.get("_raw_path", rec["path"])
+            if not self.policy.zones.get(rec["zone"], {}).get("tag") or not os.path.exists(raw):
+                continue
+            try:
+                problem = actions.write_sidecar(rec, raw)
+            except ProvgateError as exc:
+                problem = f"sidecar not written: {exc}"
+            if problem:
+                rec["warnings"].append(problem)
 
     def _plan_move(self, asset: Asset, row_index: int) -> dict[str, Any]:
         target = actions.plan_target(self.quarantine_dir, asset.relpath)
@@ -314,6 +331,12 @@ class Gate:
             rec = self.ledger.decision(move["decision_id"]) or {}
             done.append(self.finish_move(move, rec))
         return done
+
+
+def _written_by_provgate(meta: Metadata) -> bool:
+    """provgate's own verdict sidecar is output, never evidence: a stale one must not outlive
+    the file it was written for."""
+    return any("XMP-provgate:" in key for key in meta.tags)
 
 
 def _chunks(items: Iterable[Asset], size: int) -> Iterator[list[Asset]]:

@@ -331,3 +331,42 @@ def _unlink_quiet(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+WRITE_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exiftool.config")
+
+
+def write_tags(path: str, tags: dict[str, str], create: bool = False,
+               executable: str | None = None, timeout: float = 60.0) -> None:
+    """Write XMP tags with ExifTool: into ``path`` in place, or as a new XMP file when
+    ``create`` (ExifTool refuses to replace an existing file with ``-o``). One process per
+    call: writes are rare, and a kept-open reader should not also write."""
+    import subprocess
+
+    exe = find_exiftool(executable)
+    assignments = [f"-{k}={v}" for k, v in tags.items()]
+    target = os.path.abspath(path)
+    cmd = [exe, "-config", WRITE_CONFIG, "-q", "-m", "-charset", "filename=utf8", *assignments]
+    cmd += ["-o", target] if create else ["-overwrite_original", target]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise ExifToolUnavailable(f"ExifTool did not finish writing {path} in {timeout:g} s") \
+            from exc
+    if out.returncode != 0:
+        raise ExifToolUnavailable(f"ExifTool could not write {path}: "
+                                  f"{(out.stderr or out.stdout).strip()[:300]}")
+
+
+def read_tags(path: str, names: Sequence[str], executable: str | None = None) -> dict[str, Any]:
+    """Read a few tags once (to verify a write), with the same config as ``write_tags``."""
+    import subprocess
+
+    exe = find_exiftool(executable)
+    out = subprocess.run([exe, "-config", WRITE_CONFIG, "-json", "-G1", "-n", "-charset",
+                          "filename=utf8", *(f"-{n}" for n in names), os.path.abspath(path)],
+                         capture_output=True, text=True, timeout=60)
+    try:
+        return json.loads(out.stdout)[0]
+    except (ValueError, IndexError):
+        return {}
