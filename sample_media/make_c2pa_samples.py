@@ -14,7 +14,6 @@ in the trust bundle. Needs c2pa-python and cryptography (pip install '.[samples]
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import shutil
 import subprocess

@@ -17,7 +17,6 @@ from provgate.assets import Asset
 from provgate.errors import ExifToolUnavailable
 from provgate.pipeline import Gate, Options
 from provgate.probe import ExifToolPool
-from provgate.signals import Catalogue
 
 ODD_NAMES = ["with space.jpg", "ünïcødé 日本.jpg", "new\nline.jpg", "-delete_original!.jpg",
              "-ver.jpg", "trailing .jpg", "#hash.jpg", "tab\tname.jpg"]

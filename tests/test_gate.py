@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, by_name, run, run_json
+from conftest import by_name, run, run_json
 from provgate.policy import DEFAULT_POLICY, Policy
 
 

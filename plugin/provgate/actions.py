@@ -84,7 +84,8 @@ def quarantine(move: dict[str, Any], record: dict[str, Any]) -> None:
         _write_receipt(rec_path, receipt(move, record))
         _place(src, dst, move["fingerprint"])
     except OSError as exc:
-        raise ActionError(f"could not quarantine {src}: {_why(exc)}; the file was left in place")
+        raise ActionError(f"could not quarantine {src}: {_why(exc)}; the file was left in place"
+                          ) from exc
     _finish(src, dst)
 
 
@@ -99,7 +100,8 @@ def restore(move: dict[str, Any]) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)
         _place(src, dst, move["fingerprint"])
     except OSError as exc:
-        raise ActionError(f"could not restore {dst}: {_why(exc)}; the file stays in quarantine")
+        raise ActionError(f"could not restore {dst}: {_why(exc)}; the file stays in quarantine"
+                          ) from exc
     _finish(src, dst)
     rec = Path(move["receipt_path"])
     if rec.exists():

@@ -185,7 +185,7 @@ class Gate:
             records.append(rec)
         if self.opts.record:
             ids = self.ledger.append(new_rows, file_rows, moves)
-            for rec, ident in zip(new_rows, ids):
+            for rec, ident in zip(new_rows, ids, strict=True):
                 rec["id"] = ident
             self._carry_out(moves, new_rows)
             self._tag(new_rows)
