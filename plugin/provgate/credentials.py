@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,37 @@ from typing import Any
 from provgate.probe import Metadata
 from provgate.signals import Catalogue, Signal
 
-try:  # c2pa-python is a regular dependency, but its wheel is missing on some platforms
-    import c2pa as _c2pa
-    _IMPORT_ERROR: str | None = None
-except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-    _c2pa = None
-    _IMPORT_ERROR = f"c2pa-python is not importable: {exc}"
+_c2pa: Any = None
+_IMPORT_ERROR: str | None = None
+_LOAD_LOCK = threading.Lock()
+
+
+def _load() -> Any:
+    """Import c2pa-python on first use: a rescan of unchanged files never needs it, and its
+    native library costs a noticeable share of a short run's start-up."""
+    global _c2pa, _IMPORT_ERROR
+    with _LOAD_LOCK:
+        if _c2pa is None and _IMPORT_ERROR is None:
+            try:  # a regular dependency, but its wheel is missing on some platforms
+                import c2pa
+                _c2pa = c2pa
+            except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
+                _IMPORT_ERROR = f"c2pa-python is not importable: {exc}"
+    return _c2pa
+
+
+def installed() -> str | None:
+    """The c2pa-python version if it can be imported, without importing it."""
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("c2pa") is None:
+            return None
+        return importlib.metadata.version("c2pa-python")
+    except (ValueError, importlib.metadata.PackageNotFoundError):
+        return None
+
 
 # failures that concern trust in the signer, not the integrity of the file
 # signingCredential.invalid is what an extended key usage outside the default list gives
@@ -77,9 +103,10 @@ class Credentials:
 
 def availability() -> tuple[bool, str]:
     """(available, description) for ``doctor``."""
-    if _c2pa is None:
+    lib = _load()
+    if lib is None:
         return False, _IMPORT_ERROR or "c2pa-python is not installed"
-    return True, f"c2pa-python {_c2pa.__version__} (c2pa-rs {_c2pa.sdk_version()})"
+    return True, f"c2pa-python {lib.__version__} (c2pa-rs {lib.sdk_version()})"
 
 
 class CredentialChecker:
@@ -88,18 +115,33 @@ class CredentialChecker:
     def __init__(self, catalogue: Catalogue, trust: TrustBundle | None = None) -> None:
         self.catalogue = catalogue
         self.trust = trust or TrustBundle()
-        self.available, self.description = availability()
         self._mimes: frozenset[str] = frozenset()
         self._context = None
-        if self.available:
-            settings: dict[str, Any] = {"verify": {"remote_manifest_fetch": False,
-                                                   "ocsp_fetch": False}}
-            trust = self.trust.settings()
-            if trust:
-                settings["trust"] = trust
-                settings["verify"]["verify_trust"] = True
-            self._context = _c2pa.Context.from_dict(settings)
-            self._mimes = frozenset(_c2pa.Reader.get_supported_mime_types())
+        self._state: tuple[bool, str] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        return self._ready()[0]
+
+    @property
+    def description(self) -> str:
+        return self._ready()[1]
+
+    def _ready(self) -> tuple[bool, str]:
+        with self._lock:
+            if self._state is None:
+                self._state = availability()
+                if self._state[0]:
+                    settings: dict[str, Any] = {"verify": {"remote_manifest_fetch": False,
+                                                           "ocsp_fetch": False}}
+                    trust = self.trust.settings()
+                    if trust:
+                        settings["trust"] = trust
+                        settings["verify"]["verify_trust"] = True
+                    self._context = _c2pa.Context.from_dict(settings)
+                    self._mimes = frozenset(_c2pa.Reader.get_supported_mime_types())
+            return self._state
 
     def check(self, path: str, meta: Metadata, seen: str) -> Credentials:
         """The C2PA state of one file, with the signals its manifests carry.

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provgate import __version__, actions, data
+from provgate import __version__, actions, credentials, data
 from provgate.assets import Asset, discover, folder_listing, sidecar_for
 from provgate.credentials import CredentialChecker
 from provgate.errors import ActionError, ConfigError, ProvgateError
@@ -79,8 +79,10 @@ class Gate:
         self._pool_lock = threading.Lock()
         self._hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="provgate-hash")
         self.user = actions.current_user()
+        installed = credentials.installed()
+        self._c2pa_version = f"c2pa-python {installed}" if installed else "not installed"
         self.cache_key = hashlib.sha256(
-            f"{self.catalogue.digest}|{self.trust_digest}|{self.checker.available}".encode()
+            f"{self.catalogue.digest}|{self.trust_digest}|{credentials.installed()}".encode()
         ).hexdigest()[:16]
 
     def __enter__(self) -> Gate:
@@ -110,7 +112,7 @@ class Gate:
 
     def tools(self) -> dict[str, Any]:
         return {"provgate": __version__, "exiftool": self._pool.version if self._pool else None,
-                "catalogue": self.catalogue.version, "c2pa": self.checker.description}
+                "catalogue": self.catalogue.version, "c2pa": self._c2pa_version}
 
     # -- running ---------------------------------------------------------------------------
 
