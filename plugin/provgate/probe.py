@@ -82,26 +82,6 @@ def find_exiftool(executable: str | None = None) -> str:
     return found
 
 
-def check_version(executable: str) -> str:
-    """Run ``exiftool -ver`` once: a clear error for a broken, hung or too old ExifTool."""
-    import subprocess
-
-    try:
-        out = subprocess.run([executable, "-ver"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ExifToolUnavailable(f"ExifTool at {executable} does not run: {exc}") from exc
-    version = out.stdout.strip()
-    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
-    if out.returncode != 0 or not parts:
-        raise ExifToolUnavailable(f"{executable} does not answer like ExifTool "
-                                  f"(exit {out.returncode}): {out.stderr.strip()[:200]}")
-    if parts < MIN_VERSION:
-        raise ExifToolUnavailable(
-            f"ExifTool {version} is too old: provgate needs "
-            f"{'.'.join(map(str, MIN_VERSION))} or newer (apt-get install libimage-exiftool-perl)")
-    return version
-
-
 class _Process(exiftool.ExifTool):
     """One kept-open ExifTool with a deadline on each call."""
 
@@ -155,6 +135,11 @@ class _Process(exiftool.ExifTool):
             warnings.simplefilter("ignore")
             _ = self.running
 
+    def restart(self) -> None:
+        with warnings.catch_warnings():  # pyexiftool warns that the killed process "died"
+            warnings.simplefilter("ignore")
+            self.run()
+
     def stop(self) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -199,26 +184,40 @@ class ExifToolPool:
         self._alias_seq = itertools.count()
         self._alias_lock = threading.Lock()
         self.restarts = 0
-        self.version = check_version(self.executable)
+        self.version = ""
         # pyexiftool asks the kernel to end ExifTool when the *thread* that started it ends
-        # (PR_SET_PDEATHSIG): every start and restart happens in one thread the pool owns.
-        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="provgate-exiftool")
+        # (PR_SET_PDEATHSIG): every start and restart happens in threads the pool owns, which
+        # live as long as the pool; the processes start together.
+        self._spawner = ThreadPoolExecutor(self.processes, thread_name_prefix="provgate-exiftool")
+        starts = [self._spawner.submit(self._start) for _ in range(self.processes)]
         try:
-            for _ in range(self.processes):
-                proc = self._spawner.submit(self._start).result()
+            for fut in starts:
+                proc = fut.result()
                 self._all.append(proc)
                 self._idle.put(proc)
         except BaseException:
+            for fut in starts:
+                if fut.exception() is None:
+                    self._all.append(fut.result())
             self.close()
             raise
 
     def _start(self) -> _Process:
+        """Start one ExifTool; its version is read by pyexiftool under our deadline."""
         proc = _Process(executable=self.executable, common_args=COMMON_ARGS,
                         config_file=self.config)
         try:
             proc.run()
         except Exception as exc:  # pyexiftool raises several kinds here
             raise ExifToolUnavailable(f"ExifTool at {self.executable} did not start: {exc}") from exc
+        parts = tuple(int(p) for p in re.findall(r"\d+", proc.version)[:2])
+        if parts < MIN_VERSION:
+            proc.stop()
+            raise ExifToolUnavailable(
+                f"ExifTool {proc.version} is too old: provgate needs "
+                f"{'.'.join(map(str, MIN_VERSION))} or newer (apt-get install "
+                "libimage-exiftool-perl)")
+        self.version = proc.version
         return proc
 
     def __enter__(self) -> ExifToolPool:
@@ -271,7 +270,7 @@ class ExifToolPool:
         proc.kill()
         self.restarts += 1
         try:
-            self._spawner.submit(proc.run).result()
+            self._spawner.submit(proc.restart).result()
         except Exception as exc:  # noqa: BLE001
             raise ExifToolUnavailable(f"ExifTool could not be restarted: {exc}") from exc
 
