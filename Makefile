@@ -42,6 +42,7 @@ test: setup test-tools
 bench: setup
 	$(BIN)/python bench/bench_scan.py
 	$(BIN)/python bench/bench_ledger.py
+	$(BIN)/python bench/bench_c2pa.py
 	$(BIN)/python bench/bench_watch.py
 
 # needs ffmpeg too (apt-get install ffmpeg)
