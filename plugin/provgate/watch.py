@@ -131,6 +131,8 @@ class Watcher:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._observers: list[Any] = []
+        self._by_root: dict[str, Any] = {}
+        self._down: set[str] = set()
         self._lockfile: Any = None
         self._exclude = GlobSet(f"**/{p}" if "/" not in p else p for p in opts.policy.exclude)
         # a quarantine inside a watched root must not feed its own files back in
@@ -186,6 +188,7 @@ class Watcher:
             next_status = 0.0
             while not self._stop.is_set():
                 gate = self._maybe_reload(gate)
+                self._check_roots()
                 self._rescan_requested(gate)
                 self._settled_batch(gate)
                 if time.monotonic() >= next_status:
@@ -211,13 +214,35 @@ class Watcher:
 
     def _start_observers(self) -> None:
         for root in self.roots:
-            polling = self.observer_mode == "polling" or (
-                self.observer_mode == "auto" and wants_polling(root))
-            obs = PollingObserver(timeout=self.poll_interval) if polling else Observer()
-            obs.schedule(_Events(self, root), root, recursive=True)
-            obs.start()
-            self._observers.append(obs)
-            log.info("%s: %s observer", root, "polling" if polling else "native")
+            self._observe(root)
+
+    def _observe(self, root: str) -> None:
+        polling = self.observer_mode == "polling" or (
+            self.observer_mode == "auto" and wants_polling(root))
+        obs = PollingObserver(timeout=self.poll_interval) if polling else Observer()
+        obs.schedule(_Events(self, root), root, recursive=True)
+        obs.start()
+        self._observers.append(obs)
+        self._by_root[root] = obs
+        log.info("%s: %s observer", root, "polling" if polling else "native")
+
+    def _check_roots(self) -> None:
+        """A root that vanished (an unmounted share) is waited for; when it is back it gets a
+        new observer and a catch-up scan, since its old watches died with it."""
+        for root in self.roots:
+            present = os.path.isdir(root)
+            if not present and root not in self._down:
+                self._down.add(root)
+                log.error("%s is gone (unmounted?): waiting for it to come back", root)
+            elif present and root in self._down:
+                self._down.discard(root)
+                old = self._by_root.pop(root, None)
+                if old is not None:
+                    old.stop()
+                    self._observers.remove(old)
+                self._observe(root)
+                self.request_rescan(root, root)
+                log.info("%s is back: catching up", root)
 
     def _maybe_reload(self, gate: Gate) -> Gate:
         if not self._reload.is_set():
