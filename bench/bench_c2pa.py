@@ -12,7 +12,6 @@ Writes bench/results/c2pa.json.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -24,6 +23,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import write_results  # noqa: E402
 sys.path.insert(0, str(HERE.parent / "plugin"))
 sys.path.insert(0, str(HERE.parent / "sample_media"))
 sys.path.insert(0, str(HERE))
@@ -86,9 +88,7 @@ def main() -> int:
                "c2pa_overhead": med["with"] / med["without"] - 1}
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "c2pa.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    write_results("c2pa", out)
     return 0
 
 

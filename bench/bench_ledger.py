@@ -14,7 +14,6 @@ Writes bench/results/ledger.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -25,15 +24,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import provgate, write_results  # noqa: E402
 sys.path.insert(0, str(HERE.parent / "plugin"))
 sys.path.insert(0, str(HERE))
 
 from bench_scan import build_corpus  # noqa: E402
 from provgate.ledger import Ledger  # noqa: E402
 
-
-def provgate() -> str:
-    return shutil.which("provgate") or str(Path(sys.executable).parent / "provgate")
 
 
 def timed(*args: str) -> float:
@@ -89,9 +88,7 @@ def main() -> int:
             timed("check", str(delivery), "--json", "--ledger", led) for _ in range(3))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "ledger.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    write_results("ledger", out)
     return 0
 
 

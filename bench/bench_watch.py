@@ -28,12 +28,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import provgate, write_results  # noqa: E402
 SAMPLE = HERE.parent / "sample_media" / "unknown_camera.jpg"
 SETTLE = 1.0
 
-
-def provgate() -> str:
-    return shutil.which("provgate") or str(Path(sys.executable).parent / "provgate")
 
 
 def start(root: Path, ledger: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -155,9 +155,7 @@ def main() -> int:
             out.update(watch_rss(work, args.tree_files))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "watch.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    write_results("watch", out)
     return 0
 
 

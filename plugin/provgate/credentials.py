@@ -18,6 +18,7 @@ from typing import Any
 
 from provgate.probe import Metadata
 from provgate.signals import Catalogue, Signal
+from provgate.verdict import pointer_state
 
 _c2pa: Any = None
 _IMPORT_ERROR: str | None = None
@@ -148,7 +149,7 @@ class CredentialChecker:
 
         ``seen`` is what ExifTool alone could tell (verdict.c2pa_state_from_metadata).
         """
-        fallback = _pointer_state(meta)
+        fallback = pointer_state(meta)
         if not self.available:
             # ExifTool's word stands only where it can see a manifest at all
             sees = meta.file_type in _EXIFTOOL_SEES_C2PA
@@ -238,15 +239,6 @@ def _exiftool_saw_no_manifest(meta: Metadata) -> bool:
         return False
     return not any(k.startswith(("JUMBF:", "CBOR:")) or ":JUMBF:" in k or ":CBOR:" in k or
                    k == "XMP-dcterms:Provenance" for k in meta.tags)
-
-
-def _pointer_state(meta: Metadata) -> str:
-    pointer = str(meta.tags.get("XMP-dcterms:Provenance") or "")
-    if pointer.startswith("self#jumbf"):
-        return "stripped"
-    if pointer.lower().startswith(("http://", "https://")):
-        return "remote"
-    return "absent"
 
 
 def _c2pa_sidecar(path: str) -> Path | None:

@@ -244,9 +244,6 @@ class Ledger:
         with self.db.atomic():
             self.db["quarantine"].update(ident, {**fields, "updated": now_iso()})
 
-    def stats(self) -> dict[str, Any]:
-        return {t: self.db[t].count for t in ("decisions", "files", "approvals", "quarantine")}
-
 
 def _retry_locked(fn: Any, seconds: float = 30.0) -> Any:
     """Retry what SQLite refuses with "locked" without calling its busy handler (a journal

@@ -407,10 +407,3 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + 1
     approved = sum(1 for r in records if r.get("approval"))
     return {"files": len(records), "actions": by_action, "kinds": by_kind, "approved": approved}
-
-
-def _cwd_rel(path: str) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return path

@@ -34,11 +34,6 @@ class Verdict:
         """The first signal of the winning kind: the one a reason should cite."""
         return next((s for s in self.evidence if s.kind == self.kind), None)
 
-    @property
-    def conflicting(self) -> bool:
-        kinds = {s.kind for s in self.evidence}
-        return bool(kinds & AI_KINDS) and "human" in kinds
-
 
 def strongest(signals: list[Signal] | tuple[Signal, ...]) -> str:
     """The kind of the strongest signal, or ``unknown`` when there is none."""
@@ -49,20 +44,20 @@ def strongest(signals: list[Signal] | tuple[Signal, ...]) -> str:
 
 def c2pa_state_from_metadata(meta: Metadata) -> str:
     """What ExifTool alone can say about Content Credentials (no signature check)."""
-    has_manifest = False
-    pointer = None
     for _full, key, value in meta.items():
-        if key == "JUMBF:JUMDLabel" and "c2pa" in (value if isinstance(value, list) else [value]):
-            has_manifest = True
-        elif key.startswith("CBOR:"):
-            has_manifest = True
-        elif key == "XMP-dcterms:Provenance":
-            pointer = str(value)
-    if has_manifest:
-        return "not_checked"
-    if pointer and pointer.startswith("self#jumbf"):
+        if key.startswith("CBOR:") or (key == "JUMBF:JUMDLabel" and "c2pa" in (
+                value if isinstance(value, list) else [value])):
+            return "not_checked"
+    return pointer_state(meta)
+
+
+def pointer_state(meta: Metadata) -> str:
+    """No manifest in the file: a ``self#jumbf`` provenance pointer means it was stripped, a
+    URL that it lives elsewhere (never fetched), nothing that there never was one."""
+    pointer = str(meta.tags.get("XMP-dcterms:Provenance") or "")
+    if pointer.startswith("self#jumbf"):
         return "stripped"
-    if pointer and pointer.lower().startswith(("http://", "https://")):
+    if pointer.lower().startswith(("http://", "https://")):
         return "remote"
     return "absent"
 
