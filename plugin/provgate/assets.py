@@ -36,7 +36,7 @@ class Asset:
 
     @property
     def relpath(self) -> str:
-        return os.path.relpath(self.path, self.root)
+        return relative(self.path, self.root)
 
     def with_fingerprint(self) -> Asset:
         """The same asset with its sha256, or with an error saying why it has none."""
@@ -48,6 +48,15 @@ class Asset:
             return replace(self, error=describe_os_error(exc))
         except FileChanged as exc:
             return replace(self, error=str(exc))
+
+
+def relative(path: str, folder: str) -> str:
+    """``path`` under ``folder`` with / separators; os.path.relpath normalises both sides
+    first, which is the largest cost of a rescan of unchanged files."""
+    prefix = folder.rstrip(os.sep) + os.sep
+    if path.startswith(prefix):
+        return path[len(prefix):].replace(os.sep, "/")
+    return os.path.relpath(path, folder).replace(os.sep, "/")
 
 
 class FileChanged(Exception):
@@ -197,7 +206,7 @@ def _walk(top: str, include: GlobSet, exclude: GlobSet, skip_hidden: bool,
             if _is_sidecar(name, bases):
                 continue
             path = os.path.join(dirpath, name)
-            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            rel = relative(path, root)
             if exclude.match(rel):
                 continue
             if include and not include.match(rel):

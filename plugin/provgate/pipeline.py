@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provgate import __version__, actions, credentials, data
+from provgate import __version__, actions, credentials
 from provgate.assets import Asset, discover, folder_listing, sidecar_for
 from provgate.credentials import CredentialChecker
 from provgate.errors import ActionError, ConfigError, ProvgateError
@@ -375,7 +375,8 @@ def _outcome(rec: dict[str, Any], mode: str) -> str:
 def _decision_key(rec: dict[str, Any]) -> str:
     keys = ("fingerprint", "kind", "c2pa", "zone", "rule", "action", "approval_id", "mode",
             "policy_digest", "error")
-    return hashlib.sha256(data.canonical_json({k: rec[k] for k in keys}).encode()).hexdigest()
+    # plain str/int/None values: their repr is canonical, and cheaper than JSON per file
+    return hashlib.sha256(repr(tuple(rec[k] for k in keys)).encode()).hexdigest()
 
 
 def _unique(signals: list[Signal]) -> list[Signal]:

@@ -17,7 +17,7 @@ from typing import Any
 import platformdirs
 
 from provgate import data
-from provgate.assets import Asset, GlobSet, matches
+from provgate.assets import Asset, GlobSet, matches, relative
 from provgate.credentials import TrustBundle
 from provgate.errors import ConfigError
 from provgate.verdict import Verdict
@@ -179,7 +179,7 @@ class Policy:
         """
         if override:
             return override
-        rel = os.path.relpath(asset.path, os.path.dirname(asset.root)).replace(os.sep, "/")
+        rel = relative(asset.path, os.path.dirname(asset.root))
         for name, rel_globs, abs_globs in self._zone_globs:
             if rel_globs.match(rel) or abs_globs.match(asset.path):
                 return name
