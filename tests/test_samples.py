@@ -82,3 +82,15 @@ def test_bad_catalogue_is_refused(tmp_path: Path) -> None:
                    'x = { kind = "ai_made", status = "a", meaning = "b" }\n')
     with pytest.raises(ConfigError, match="source_type.codes.x.kind"):
         Catalogue.load(bad)
+
+
+def test_builtin_data_files_are_valid() -> None:
+    """The built-in catalogue and policy are trusted at run time; this is where they are
+    checked against their schemas."""
+    import tomllib
+
+    from provgate import data
+    from provgate.policy import DEFAULT_POLICY
+    from provgate.signals import DEFAULT_CATALOGUE
+    data.validate(tomllib.loads(DEFAULT_CATALOGUE.read_text()), "signatures", "catalogue")
+    data.validate(tomllib.loads(DEFAULT_POLICY.read_text()), "policy", "default policy")

@@ -12,8 +12,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from provgate.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -34,7 +32,9 @@ def schema(name: str) -> dict[str, Any]:
 
 
 @functools.cache
-def validator(name: str) -> jsonschema.protocols.Validator:
+def validator(name: str) -> Any:
+    import jsonschema  # on first use: a rescan with the built-in data never needs it
+
     cls = jsonschema.validators.validator_for(schema(name))
     return cls(schema(name), format_checker=cls.FORMAT_CHECKER)
 
@@ -48,8 +48,11 @@ def validate(instance: Any, name: str, where: str) -> None:
         raise ConfigError(f"{where}: {key}: {err.message}")
 
 
-def load_toml(path: Path, schema_name: str) -> dict[str, Any]:
-    """Read a TOML file and validate it, with errors that name the line or the key."""
+def load_toml(path: Path, schema_name: str, builtin: bool = False) -> dict[str, Any]:
+    """Read a TOML file and validate it, with errors that name the line or the key.
+
+    ``builtin`` files ship inside the package and are validated by the test suite
+    (tests/test_samples.py), not again at every start."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -58,7 +61,8 @@ def load_toml(path: Path, schema_name: str) -> dict[str, Any]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    validate(doc, schema_name, str(path))
+    if not builtin:
+        validate(doc, schema_name, str(path))
     return doc
 
 

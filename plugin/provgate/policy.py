@@ -104,7 +104,7 @@ class Policy:
         if chosen and not p.is_file():
             raise ConfigError(f"policy file not found: {p} (write one with `provgate policy init`)")
         source = str(p) if chosen else "built-in default policy"
-        return cls(data.load_toml(p, "policy"), source, p.resolve().parent)
+        return cls(data.load_toml(p, "policy", builtin=not chosen), source, p.resolve().parent)
 
     # -- settings --------------------------------------------------------------------------
 

@@ -66,8 +66,8 @@ class Catalogue:
 
     @classmethod
     def load(cls, path: Path | None = None) -> Catalogue:
+        doc = data.load_toml(path or DEFAULT_CATALOGUE, "signatures", builtin=path is None)
         path = path or DEFAULT_CATALOGUE
-        doc = data.load_toml(path, "signatures")
         for m in doc["markers"]:
             if "pattern" in m:
                 try:
