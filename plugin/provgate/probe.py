@@ -68,7 +68,8 @@ class Metadata:
     def items(self) -> Iterable[tuple[str, str, Any]]:
         """(full key, key without the document prefix, value) for every tag."""
         for key, value in self.tags.items():
-            yield key, _DOC_PREFIX.sub("", key), value
+            # most keys have no document prefix: skip the regex for them
+            yield key, (_DOC_PREFIX.sub("", key) if key.startswith("Doc") else key), value
 
 
 def find_exiftool(executable: str | None = None) -> str:
