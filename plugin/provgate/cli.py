@@ -96,18 +96,20 @@ def _options(policy_path: str | None, **kw: Any) -> Options:
 
 
 def _run(paths: Iterable[str], opts: Options, fmt: str | None) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-    show_progress = sys.stderr.isatty()
+    """Gate the paths, printing each record as it comes (memory stays flat on 20,000 files);
+    returns the few fields the summary and the exit code need."""
+    slim: list[dict[str, Any]] = []
+    show_progress = sys.stderr.isatty() and fmt is not None
+    printer = Printer(fmt)
     with Gate(opts) as gate:
         gate.recover()
         for rec in gate.run(paths, progress=_progress(show_progress)):
-            records.append(rec)
-            if fmt == "ndjson":
-                click.echo(json.dumps(_public(rec), ensure_ascii=False, default=str))
+            printer.emit(rec)
+            slim.append({k: rec[k] for k in ("path", "kind", "action", "reason", "approval")})
     if show_progress:
         click.echo("\r\033[K", nl=False, err=True)
-    _print(records, fmt)
-    return records
+    printer.finish()
+    return slim
 
 
 def _progress(enabled: bool) -> Callable[[int], None] | None:
@@ -125,35 +127,58 @@ def _public(rec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in rec.items() if not k.startswith("_")}
 
 
-def _print(records: list[dict[str, Any]], fmt: str | None) -> None:
-    if fmt == "json":  # one record a line: json's C encoder (indent= falls back to Python)
-        lines = ",\n".join(json.dumps(_public(r), ensure_ascii=False, default=str)
-                           for r in records)
-        click.echo(f"[\n{lines}\n]" if records else "[]")
-    elif fmt == "csv":
-        w = csv.DictWriter(sys.stdout, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
-        w.writeheader()
-        for r in records:
-            w.writerow({**r, "approval_ref": (r.get("approval") or {}).get("ref") or
-                        r.get("approval_ref"), "evidence": json.dumps(r["evidence"])})
-    elif fmt is None:
-        _table(records)
-
-
-def _table(records: list[dict[str, Any]]) -> None:
-    if not records:
-        click.echo("no files found")
-        return
-    width = shutil.get_terminal_size((140, 20)).columns
-    colour = {"block": "red", "escalate": "yellow", "flag": "cyan", "allow": "green"}
-    click.echo(f"{'ACTION':<9} {'KIND':<13} {'C2PA':<16} {'ZONE':<9} PATH / WHY")
+def _print(records: Iterable[dict[str, Any]], fmt: str | None) -> None:
+    printer = Printer(fmt)
     for r in records:
-        action = click.style(f"{r['action']:<9}", fg=colour[r["action"]])
-        click.echo(f"{action} {r['kind']:<13} {r['c2pa']:<16} {r['zone']:<9} "
-                   f"{_display_path(r['path'])}")
-        why = _why(r)
-        if why:
-            click.echo(" " * 50 + why[: max(40, width - 50)])
+        printer.emit(r)
+    printer.finish()
+
+
+class Printer:
+    """Records out as they come: a table, a JSON array, NDJSON or CSV."""
+
+    colour = {"block": "red", "escalate": "yellow", "flag": "cyan", "allow": "green"}
+
+    def __init__(self, fmt: str | None) -> None:
+        self.fmt = fmt
+        self.count = 0
+        self.width = shutil.get_terminal_size((140, 20)).columns
+        self.csv = (csv.DictWriter(sys.stdout, CSV_FIELDS, extrasaction="ignore",
+                                   lineterminator="\n") if fmt == "csv" else None)
+
+    def emit(self, r: dict[str, Any]) -> None:
+        first = self.count == 0
+        self.count += 1
+        if self.fmt in ("json", "ndjson"):
+            # one record a line: json's C encoder (indent= falls back to pure Python)
+            line = json.dumps(_public(r), ensure_ascii=False, default=str)
+            if self.fmt == "json":
+                line = ("[\n" if first else ",\n") + line
+                click.echo(line, nl=False)
+            else:
+                click.echo(line)
+        elif self.csv is not None:
+            if first:
+                self.csv.writeheader()
+            self.csv.writerow({**r, "approval_ref": (r.get("approval") or {}).get("ref") or
+                               r.get("approval_ref"), "evidence": json.dumps(r["evidence"])})
+        elif self.fmt is None:
+            if first:
+                click.echo(f"{'ACTION':<9} {'KIND':<13} {'C2PA':<16} {'ZONE':<9} PATH / WHY")
+            action = click.style(f"{r['action']:<9}", fg=self.colour[r["action"]])
+            click.echo(f"{action} {r['kind']:<13} {r['c2pa']:<16} {r['zone']:<9} "
+                       f"{_display_path(r['path'])}")
+            why = _why(r)
+            if why:
+                click.echo(" " * 50 + why[: max(40, self.width - 50)])
+
+    def finish(self) -> None:
+        if self.fmt == "json":
+            click.echo("\n]" if self.count else "[]")
+        elif self.fmt is None and not self.count:
+            click.echo("no files found")
+        elif self.csv is not None and not self.count:
+            self.csv.writeheader()
 
 
 def _why(r: dict[str, Any]) -> str:
