@@ -244,3 +244,18 @@ def test_tag_command_labels_working_media(tmp_path: Path) -> None:
     assert run("tag", g, "--source-type", "trainedAlgorithmicMedia", "--force").exit_code == 0
     assert json.loads(run("ledger", "list", "--json", "--path", str(g)).stdout)[-1]["action"] \
         == "block"
+
+
+def test_two_blocked_files_with_the_same_name_in_one_scan(tmp_path: Path,
+                                                          quarantine_dir: Path) -> None:
+    """Two roots, the same relative path: both are quarantined, under different names."""
+    roots = [tmp_path / "vendorA" / "final", tmp_path / "vendorB" / "final"]
+    for i, r in enumerate(roots):
+        r.mkdir(parents=True)
+        shutil.copy2(SAMPLES / "ai_iptc_generated.jpg", r / "shot.jpg")
+        with open(r / "shot.jpg", "ab") as fh:
+            fh.write(bytes([i]))
+    records = run_json("scan", *roots, "--mode", "enforce")
+    assert [r["outcome"].split()[0] for r in records] == ["quarantined", "quarantined"]
+    assert sorted(p.name for p in quarantine_dir.glob("*.jpg")) == ["shot.jpg", "shot~2.jpg"]
+    assert not any((r / "shot.jpg").exists() for r in roots)

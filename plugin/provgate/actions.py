@@ -33,14 +33,16 @@ def current_user() -> str:
         return str(os.getuid())
 
 
-def plan_target(quarantine: Path, relpath: str) -> Path:
-    """A free name in the quarantine for ``relpath``: ``name~2.ext`` and so on on a clash."""
+def plan_target(quarantine: Path, relpath: str, taken: set[Path] = frozenset()) -> Path:
+    """A free name in the quarantine for ``relpath``: ``name~2.ext`` and so on on a clash,
+    with files already there or names already given to other moves (``taken``)."""
     rel = Path(relpath)
     if rel.is_absolute() or ".." in rel.parts:
         rel = Path(rel.name)
     target = quarantine / rel
     n = 1
-    while os.path.lexists(target) or os.path.lexists(str(target) + RECEIPT_SUFFIX):
+    while (target in taken or os.path.lexists(target)
+           or os.path.lexists(str(target) + RECEIPT_SUFFIX)):
         n += 1
         target = quarantine / rel.parent / f"{rel.stem}~{n}{rel.suffix}"
     return target

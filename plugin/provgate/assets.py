@@ -169,15 +169,15 @@ def discover(paths: Sequence[str], include: Sequence[str] = (), exclude: Sequenc
     for given in paths:
         top = os.path.abspath(given)
         if os.path.isdir(top) and not os.path.islink(top):
-            yield from _walk(top, GlobSet(map(_anywhere, include)),
-                             GlobSet(map(_anywhere, exclude)), skip_hidden, root or top)
+            yield from _walk(top, GlobSet(map(anywhere, include)),
+                             GlobSet(map(anywhere, exclude)), skip_hidden, root or top)
         elif os.path.lexists(top):
             yield stat_asset(top, root or os.path.dirname(top))
         else:
             yield Asset(top, os.path.dirname(top), error="not found: check the path")
 
 
-def _anywhere(pattern: str) -> str:
+def anywhere(pattern: str) -> str:
     """A glob without a ``/`` names files at any depth, as in .gitignore (``*.pem``)."""
     return pattern if "/" in pattern else f"**/{pattern}"
 

@@ -82,8 +82,8 @@ class Gate:
         installed = credentials.installed()
         self._c2pa_version = f"c2pa-python {installed}" if installed else "not installed"
         self.cache_key = hashlib.sha256(
-            f"{self.catalogue.digest}|{self.trust_digest}|{credentials.installed()}".encode()
-        ).hexdigest()[:16]
+            f"{self.catalogue.digest}|{self.trust_digest}|{installed}".encode()).hexdigest()[:16]
+        self._planned: set[Path] = set()  # quarantine names given out in this session
 
     def __enter__(self) -> Gate:
         return self
@@ -99,16 +99,14 @@ class Gate:
 
     @property
     def pool(self) -> ExifToolPool:
+        """Started on first need: a rescan of unchanged files never starts ExifTool."""
         with self._pool_lock:
-            return self._make_pool()
-
-    def _make_pool(self) -> ExifToolPool:
-        if self._pool is None:
-            # all tags: ExifTool 12.57 filters requested tags slowly (44 named tags cost 15%
-            # more than all of them on small files; bench/README figures)
-            self._pool = ExifToolPool(None, self.opts.processes, self.opts.timeout,
-                                      self.opts.batch_size, self.exiftool)
-        return self._pool
+            if self._pool is None:
+                # all tags: ExifTool 12.57 filters named tags slowly (the catalogue's 73 cost
+                # 1.4-1.6x reading all of them; bench_scan.py, B2)
+                self._pool = ExifToolPool(None, self.opts.processes, self.opts.timeout,
+                                          self.opts.batch_size, self.exiftool)
+            return self._pool
 
     def tools(self) -> dict[str, Any]:
         return {"provgate": __version__, "exiftool": self._pool.version if self._pool else None,
@@ -155,9 +153,11 @@ class Gate:
         """One batch, without the overlap of ``run``: judge, decide, record, act."""
         cached = self._cached(assets)
         ready, todo = self._split(assets, {} if self.opts.rescan else cached)
-        reading: Future[Any] = Future()
-        reading.set_result(self._read(todo))
-        return self._decide(assets, self._judge(ready, reading if todo else None), cached)
+        reading: Future[Any] | None = None
+        if todo:
+            reading = Future()
+            reading.set_result(self._read(todo))
+        return self._decide(assets, self._judge(ready, reading), cached)
 
     def _decide(self, assets: list[Asset], verdicts: dict[str, tuple[Asset, Verdict, bool]],
                 cached: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -253,7 +253,7 @@ class Gate:
                 warnings.append(cred.warning)
             state, details = cred.state, cred.details
             if cred.manifest_read:  # c2pa-python's structured view replaces ExifTool's CBOR
-                signals = [s for s in signals if not s.tag.split(":")[-2:-1] == ["CBOR"]]
+                signals = [s for s in signals if ":CBOR:" not in f":{s.tag}"]
                 signals += list(cred.signals)
         signals = _unique(signals)
         return judge(meta, signals, state, details, tuple(warnings))
@@ -296,7 +296,8 @@ class Gate:
                 rec["warnings"].append(problem)
 
     def _plan_move(self, asset: Asset, row_index: int) -> dict[str, Any]:
-        target = actions.plan_target(self.quarantine_dir, asset.relpath)
+        target = actions.plan_target(self.quarantine_dir, asset.relpath, self._planned)
+        self._planned.add(target)
         return {"row_index": row_index, "original_path": text_path(asset.path),
                 "_raw_path": asset.path,
                 "quarantined_path": str(target),

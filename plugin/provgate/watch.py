@@ -27,7 +27,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from provgate.assets import GlobSet, stat_asset
+from provgate.assets import GlobSet, anywhere, stat_asset
 from provgate.errors import ConfigError, LedgerError, ProvgateError
 from provgate.pipeline import Gate, Options
 from provgate.policy import Policy
@@ -134,7 +134,7 @@ class Watcher:
         self._by_root: dict[str, Any] = {}
         self._down: set[str] = set()
         self._lockfile: Any = None
-        self._exclude = GlobSet(f"**/{p}" if "/" not in p else p for p in opts.policy.exclude)
+        self._exclude = GlobSet(map(anywhere, opts.policy.exclude))
         # a quarantine inside a watched root must not feed its own files back in
         self._quarantine = str(opts.policy.quarantine_path(opts.quarantine)) + os.sep
 
