@@ -7,6 +7,7 @@ error, 3 could not run (ExifTool missing, ledger unreadable).
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from typing import Any
 
 import click
 
-from provgate import __version__, actions, credentials
+from provgate import __version__, actions, credentials, timeline
 from provgate.assets import fingerprint
 from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, ProvgateError
 from provgate.ledger import Ledger
@@ -95,17 +96,22 @@ def _options(policy_path: str | None, **kw: Any) -> Options:
     return Options(policy=Policy.load(policy_path), **kw)
 
 
-def _run(paths: Iterable[str], opts: Options, fmt: str | None) -> list[dict[str, Any]]:
+def _run(paths: Iterable[str], opts: Options, fmt: str | None,
+         enrich: Callable[[Iterable[dict[str, Any]]], Iterable[dict[str, Any]]] = iter,
+         extra: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """Gate the paths, printing each record as it comes (memory stays flat on 20,000 files);
-    returns the few fields the summary and the exit code need."""
+    returns the few fields the summary and the exit code need. ``enrich`` adds fields to each
+    record; ``extra`` records (a timeline's missing media) are printed after the gate's."""
     slim: list[dict[str, Any]] = []
     show_progress = sys.stderr.isatty() and fmt is not None
     printer = Printer(fmt)
     with Gate(opts) as gate:
         gate.recover()
-        for rec in gate.run(paths, progress=_progress(show_progress)):
+        records = gate.run(paths, progress=_progress(show_progress)) if paths else iter(())
+        for rec in itertools.chain(enrich(records), extra):
             printer.emit(rec)
-            slim.append({k: rec[k] for k in ("path", "kind", "action", "reason", "approval")})
+            slim.append({k: rec.get(k) for k in ("path", "kind", "action", "reason", "approval",
+                                                  "clips")})
     if show_progress:
         click.echo("\r\033[K", nl=False, err=True)
     printer.finish()
@@ -227,25 +233,48 @@ def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger:
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--from", "from_file", type=click.File("r"), metavar="FILE",
               help="Read paths from FILE, one a line ('-' for stdin).")
+@click.option("--timeline", "timelines", multiple=True, type=click.Path(dir_okay=False),
+              metavar="CUT", help="Gate the media an editorial timeline uses (OTIO; EDL, FCP "
+              "XML, AAF with their OTIO adapters). Zone defaults to final.")
+@click.option("--media-root", "media_roots", multiple=True, metavar="DIR|OLD=NEW",
+              help="Where the timeline's relative media lives, or a path prefix to remap.")
 @gate_options
 @guarded
-def check(paths: tuple[str, ...], from_file: Any, policy_path: str | None, ledger: str | None,
+def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
+          media_roots: tuple[str, ...], policy_path: str | None, ledger: str | None,
           zone: str | None, mode: str | None, quarantine: str | None, fmt: str | None,
           include: tuple[str, ...], exclude: tuple[str, ...], rescan: bool,
           processes: int | None, timeout: float, exiftool: str | None, verbose: bool) -> None:
     """Pre-delivery gate: exit 0 if every file may go, 1 if any is held or blocked."""
     setup_logging(verbose)
     listed = [line.rstrip("\n") for line in from_file if line.strip()] if from_file else []
-    if not paths and not listed:
-        raise click.UsageError("give PATHS or --from FILE")
+    if not paths and not listed and not timelines:
+        raise click.UsageError("give PATHS, --from FILE or --timeline CUT")
+    clips = [c for t in timelines
+             for c in timeline.read(t, timeline.MediaRoots.parse(media_roots, t))[1]]
+    if timelines and not zone:
+        zone = "final"  # what a cut uses ends up in the deliverable, wherever it sits on disk
     opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode or "warn",
                     quarantine=quarantine, rescan=rescan, processes=processes, timeout=timeout,
                     exiftool=exiftool, actor="hook", include=include, exclude=exclude)
-    records = _run([*paths, *listed], opts, fmt)
+    inputs = [*paths, *listed, *timeline.files(clips)]
+    if clips:
+        records = _run(inputs, opts, fmt, lambda recs: timeline.attach(recs, clips),
+                       timeline.problem_records(clips, zone or "final", opts.mode or "warn"))
+    else:
+        records = _run(inputs, opts, fmt)
     code = gate_exit_code(records)
     held = [r for r in records if r["action"] in ("escalate", "block")]
     for r in held if fmt is None else []:
         click.echo(f"HELD {r['action']}: {_display_path(r['path'])}: {r['reason']}", err=True)
+        for c in r.get("clips") or []:
+            click.echo(f"     used by {c['track']} {c['name']!r}: source {c['source_in']}-"
+                       f"{c['source_out']}, record {c['record_in']}-{c['record_out']}", err=True)
+    if clips:
+        failing = len({(u["track"], u["name"], u["record_in"])
+                       for r in held for u in r.get("clips") or []})
+        click.echo(f"provgate: timeline: {len(clips)} clips with media, {failing} failing",
+                   err=True)
     verdict = "FAILED" if code else "passed"
     click.echo(f"{_summary_line(records)}; gate {verdict}", err=True)
     sys.exit(code)
