@@ -31,10 +31,16 @@ demo: setup
 	$(BIN)/provgate scan sample_media $(SAMPLE_EXCLUDES) --ledger $(VENV)/demo-ledger.db
 	-$(BIN)/provgate check sample_media $(SAMPLE_EXCLUDES) --zone final --ledger $(VENV)/demo-ledger.db
 
-# strace lets a test prove that C2PA validation opens no socket (skipped without it)
+# system tools the tests drive: strace (C2PA validation opens no socket), chromium (the HTML
+# report renders from disk). Skipped tests locally without them; .ci/run makes them required.
+TEST_TOOLS := strace chromium
 test-tools:
-	@command -v strace >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null 2>&1; } || true
+	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing$$missing"; \
+	  $(SUDO) apt-get update -qq >/dev/null 2>&1; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1 || \
+	    echo "make: could not install$$missing (tests that need them will skip, or fail in CI)"; fi
 
 test: setup test-tools
 	$(BIN)/pytest

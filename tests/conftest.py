@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -77,3 +78,16 @@ def run_json(*args: str) -> list[dict]:
 
 def by_name(records: list[dict]) -> dict[str, dict]:
     return {Path(r["path"]).name: r for r in records}
+
+
+def need_tool(name: str) -> str:
+    """The path of a system tool a test drives (chromium, strace). Missing: skipped on a
+    developer's machine, a failure in CI (.ci/run sets PROVGATE_REQUIRE_TOOLS=1), so a test
+    that claims a capability never passes by not running."""
+    found = shutil.which(name)
+    if found:
+        return found
+    message = f"{name} is not installed (make test-tools installs it)"
+    if os.environ.get("PROVGATE_REQUIRE_TOOLS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)

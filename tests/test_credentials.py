@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, by_name, run_json
+from conftest import ROOT, by_name, need_tool, run_json
 from provgate.policy import DEFAULT_POLICY
 
 C2PA_DIR = ROOT / "sample_media" / "c2pa"
@@ -93,8 +93,7 @@ def test_validation_opens_no_socket(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_no_socket_from_the_native_library_either(tmp_path: Path) -> None:
     """c2pa-rs does its own networking: watch the whole process with strace if present."""
     import shutil
-    if not shutil.which("strace"):
-        pytest.skip("strace is not installed")
+    need_tool("strace")
     log = tmp_path / "trace"
     out = subprocess.run(["strace", "-f", "-e", "trace=connect", "-o", str(log), sys.executable,
                           "-m", "provgate", "scan", str(C2PA_DIR), "--ledger",

@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from provgate import __version__, actions, credentials, timeline
+from provgate import report as report_mod
 from provgate.assets import fingerprint
 from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, ProvgateError
 from provgate.ledger import Ledger
@@ -603,14 +604,9 @@ def ledger_export(fmt: str, since: str | None, policy_path: str | None,
                   ledger: str | None) -> None:
     """Every decision, as records valid against schemas/decision.schema.json."""
     with _open_ro(policy_path, ledger) as led:
-        rows = [_export_record(r) for r in led.decisions(since=since)]
+        approvals = {a.id: a for a in led.approvals()}
+        rows = [report_mod.record(r, approvals) for r in led.decisions(since=since)]
     _print(rows, fmt)
-
-
-def _export_record(row: dict[str, Any]) -> dict[str, Any]:
-    approval = ({"id": row["approval_id"], "ref": row["approval_ref"], "by": ""}
-                if row["approval_id"] else None)
-    return {**row, "approval": approval, "warnings": [], "outcome": None}
 
 
 @ledger.command("verify")
@@ -624,6 +620,46 @@ def ledger_verify(policy_path: str | None, ledger: str | None) -> None:
         click.echo(f"ledger BROKEN: {message}", err=True)
         sys.exit(EXIT_GATE_FAILED)
     click.echo(f"ledger ok: {message}")
+
+
+@main.command()
+@click.option("--since", help="Decisions from this ISO date or time on.")
+@click.option("--path", "path_glob", help="Path prefix or glob.")
+@click.option("--zone", help="Only this zone.")
+@click.option("--html", "fmt", flag_value="html", default=True, help="A self-contained page "
+              "(the default).")
+@click.option("--json", "fmt", flag_value="json", help="JSON (schemas/report.schema.json).")
+@click.option("--csv", "fmt", flag_value="csv", help="One row per file.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Write to FILE (default: standard output).")
+@click.option("--thumbnails", type=click.IntRange(min=0), default=200, show_default=True,
+              help="At most this many image thumbnails (needs Pillow).")
+@policy_option
+@guarded
+def report(since: str | None, path_glob: str | None, zone: str | None, fmt: str,
+           output: str | None, thumbnails: int, policy_path: str | None,
+           ledger: str | None) -> None:
+    """The disclosure report: every file's latest decision, evidence, approval and quarantine."""
+    with _open_ro(policy_path, ledger) as led:
+        doc = report_mod.build(led, since, path_glob, zone, thumbnails)
+    out = click.open_file(output or "-", "w", encoding="utf-8", atomic=bool(output))
+    with out:
+        if fmt == "html":
+            out.write(report_mod.to_html(doc))
+        elif fmt == "json":
+            json.dump(doc, out, indent=1, ensure_ascii=False, default=str)
+            out.write("\n")
+        else:
+            writer = csv.DictWriter(out, report_mod.CSV_FIELDS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(report_mod.csv_rows(doc))
+    chain = doc["report"]["chain"]
+    click.echo(f"provgate: report of {doc['totals']['files']} files"
+               + (f" written to {output}" if output else "")
+               + ("" if chain["intact"] else f"; LEDGER CHAIN BROKEN: {chain['message']}"),
+               err=True)
+    if not chain["intact"]:
+        sys.exit(EXIT_GATE_FAILED)
 
 
 @main.command("catalogue")

@@ -34,9 +34,15 @@ def schema(name: str) -> dict[str, Any]:
 @functools.cache
 def validator(name: str) -> Any:
     import jsonschema  # on first use: a rescan with the built-in data never needs it
+    from referencing import Registry, Resource
 
+    # schemas refer to each other by $id (a report's files are decision records)
+    docs = [schema(p.name.removesuffix(".schema.json"))
+            for p in sorted(schema_dir().glob("*.schema.json"))]
+    registry = Registry().with_resources(
+        (d["$id"], Resource.from_contents(d)) for d in docs if "$id" in d)
     cls = jsonschema.validators.validator_for(schema(name))
-    return cls(schema(name), format_checker=cls.FORMAT_CHECKER)
+    return cls(schema(name), registry=registry, format_checker=cls.FORMAT_CHECKER)
 
 
 def validate(instance: Any, name: str, where: str) -> None:

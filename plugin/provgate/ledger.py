@@ -162,9 +162,12 @@ class Ledger:
 
     def decisions(self, action: str | None = None, kind: str | None = None,
                   since: str | None = None, path: str | None = None,
-                  limit: int | None = None) -> Iterator[dict[str, Any]]:
+                  limit: int | None = None, zone: str | None = None,
+                  latest: bool = False) -> Iterator[dict[str, Any]]:
+        """Decisions in id order, filtered; ``latest`` keeps each path's newest one only (the
+        state a report describes; the older rows stay in the chain)."""
         where, params = [], {}
-        for col, val in (("action", action), ("kind", kind)):
+        for col, val in (("action", action), ("kind", kind), ("zone", zone)):
             if val:
                 where.append(f"{col} = :{col}")
                 params[col] = val
@@ -174,7 +177,11 @@ class Ledger:
         if path:
             where.append("path GLOB :path")
             params["path"] = path if any(c in path for c in "*?[") else f"{path}*"
-        sql = "SELECT * FROM decisions" + (f" WHERE {' AND '.join(where)}" if where else "")
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = "SELECT * FROM decisions" + cond
+        if latest:
+            sql = ("SELECT * FROM decisions WHERE id IN "
+                   f"(SELECT max(id) FROM decisions{cond} GROUP BY path)")
         sql += " ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")
         for row in self.db.query(sql, params):
             yield _decode(row)
