@@ -1,13 +1,15 @@
 """Notifiers: tell people about flags and escalations. A failing notifier is reported, never fatal.
 
-A log line is always written; webhooks (JSON POST) and commands (JSON on stdin) run when the
-policy configures them, and plugins can add other types through ``provgate_notify``.
+A log line is always written; webhooks (JSON POST), commands (JSON on stdin) and apprise (chat,
+e-mail: a readable message) run when the policy configures them, and plugins can add other
+types through ``provgate_notify``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import urllib.request
@@ -42,7 +44,39 @@ class BuiltinNotifiers:
             return True
         if kind == "log":
             return True
+        if kind == "apprise":
+            return _apprise(record, notifier)
         return None
+
+
+def _apprise(record: dict[str, Any], notifier: dict[str, Any]) -> bool:
+    """Chat and e-mail through apprise (one library, 100+ services), an optional extra."""
+    try:
+        import apprise
+    except ImportError as exc:
+        raise RuntimeError("the apprise notifier needs apprise: pip install 'provgate[notify]'") \
+            from exc
+    app = apprise.Apprise()
+    for url in notifier["urls"]:
+        if not app.add(url):
+            raise RuntimeError(f"apprise does not understand the URL {url.split(':', 1)[0]}://...")
+    title = f"{notifier.get('title', 'provgate')}: {record['action'].upper()} " \
+            f"{os.path.basename(record['path'])}"
+    if not app.notify(body=message(record), title=title):
+        raise RuntimeError("apprise could not deliver to any of its URLs")
+    return True
+
+
+def message(record: dict[str, Any]) -> str:
+    """What a producer needs to act: the file, why, and the command that approves it."""
+    lines = [f"{record['action'].upper()}: {record['path']}",
+             f"Kind: {record['kind']} (C2PA {record['c2pa']}), zone {record['zone']}",
+             f"Why: {record['reason']}"]
+    if record.get("approve_command"):
+        lines.append(f"Approve with: {record['approve_command']}")
+    if record.get("id"):
+        lines.append(f"Ledger decision #{record['id']} ({record.get('user') or 'unknown user'})")
+    return "\n".join(lines)
 
 
 def plugin_manager() -> pluggy.PluginManager:
