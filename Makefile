@@ -30,6 +30,7 @@ setup: exiftool $(VENV)/.installed
 demo: setup
 	$(BIN)/provgate scan sample_media $(SAMPLE_EXCLUDES) --ledger $(VENV)/demo-ledger.db
 	-$(BIN)/provgate check sample_media $(SAMPLE_EXCLUDES) --zone final --ledger $(VENV)/demo-ledger.db
+	$(BIN)/provgate report --ledger $(VENV)/demo-ledger.db -o $(VENV)/demo-report.html
 
 # system tools the tests drive: strace (C2PA validation opens no socket), chromium (the HTML
 # report renders from disk). Skipped tests locally without them; .ci/run makes them required.
