@@ -151,3 +151,31 @@ def test_two_scans_at_once_keep_one_chain(delivery: Path, ledger_path: Path) -> 
     ids = sorted(r["id"] for out, _ in outs for r in json.loads(out))
     assert ids == list(range(1, 8))
     assert run("ledger", "verify").exit_code == 0
+
+
+def test_departure_events_are_chained_too(delivery: Path, ledger_path: Path) -> None:
+    records = run_json("scan", delivery)
+    with Ledger(ledger_path) as led:
+        led.record_departures([
+            {"time": "2026-11-25T10:00:00+00:00", "event": "removed", "path": records[0]["path"],
+             "dest": None, "fingerprint": records[0]["fingerprint"],
+             "decision_id": records[0]["id"], "actor": "daemon", "user": "u"},
+            {"time": "2026-11-25T10:00:01+00:00", "event": "moved", "path": records[1]["path"],
+             "dest": records[1]["path"] + ".moved", "fingerprint": records[1]["fingerprint"],
+             "decision_id": records[1]["id"], "actor": "daemon", "user": "u"}])
+        cached = led.cached_files([records[0]["path"], records[1]["path"],
+                                   records[1]["path"] + ".moved"])
+    assert list(cached) == [records[1]["path"] + ".moved"]  # the cache follows the move
+    assert "2 departures, chain intact" in run("ledger", "verify").stdout
+    conn = sqlite3.connect(ledger_path)
+    try:
+        conn.execute("DELETE FROM events WHERE id = 1")
+        raise AssertionError("the append-only trigger should refuse deletes")
+    except sqlite3.DatabaseError as exc:
+        assert "append-only" in str(exc)
+    conn.execute("DROP TRIGGER events_no_update")
+    conn.execute("UPDATE events SET event = 'moved' WHERE id = 1")
+    conn.commit()
+    conn.close()
+    result = run("ledger", "verify")
+    assert result.exit_code == 1 and "event 1 was changed" in result.stderr

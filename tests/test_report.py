@@ -104,7 +104,7 @@ def test_html_report_in_headless_chromium(decided: Path, tmp_path: Path) -> None
     text = re.sub(r"<[^>]+>", " ", dom)
     assert "Generative AI disclosure" in text
     assert "intact: 10 decisions, chain intact" in text
-    assert "10 files, 3 quarantined, 1 under written approval." in text
+    assert "10 files, 3 quarantined, 1 under written approval, 0 removed or moved since." in text
     escalations = dom.split('id="escalations"')[1].split('id="blocked"')[0]
     assert "unreadable_corrupt.jpg" in escalations and "awaiting written approval" in escalations
     blocked = dom.split('id="blocked"')[1].split('id="flagged"')[0]

@@ -28,7 +28,9 @@ class Running:
     """A Watcher in a thread, stopped and joined at the end of the test."""
 
     def __init__(self, roots: list[Path], **kw: object) -> None:
-        opts = Options(mode=kw.pop("mode", "enforce"))  # type: ignore[arg-type]
+        opts = Options(mode=kw.pop("mode", "enforce"),  # type: ignore[arg-type]
+                       timeout=kw.pop("timeout", 30.0),  # type: ignore[arg-type]
+                       catalogue=kw.pop("catalogue", None))  # type: ignore[arg-type]
         self.watcher = Watcher(opts, [str(r) for r in roots], settle=kw.pop("settle", 0.5),
                                **kw)  # type: ignore[arg-type]
         self.ledger_path = opts.policy.ledger_path()
@@ -56,6 +58,13 @@ class Running:
             return []
         with Ledger(self.ledger_path) as led:
             return list(led.decisions())
+
+
+    def events(self) -> list[dict]:
+        if not self.ledger_path.exists():
+            return []
+        with Ledger(self.ledger_path) as led:
+            return list(led.events())
 
 
 def wait_for(cond, timeout: float = 15.0) -> object:
@@ -282,3 +291,157 @@ def test_daemon_killed_9_mid_batch_then_restarted(root: Path, quarantine_dir: Pa
     ids = [d["path"] for d in decisions]
     assert len(ids) == len(set(ids)) == 120  # none decided twice
     assert run("ledger", "verify").exit_code == 0
+
+
+def test_deletions_and_moves_are_recorded_as_such(root: Path, tmp_path: Path) -> None:
+    final, temp = root / "ep101" / "final", root / "ep101" / "temp"
+    with Running([root], mode="warn") as w:
+        for n in ("a.jpg", "b.jpg", "c.jpg"):
+            shutil.copy2(CLEAN, final / n)
+        wait_for(lambda: len(w.decisions()) >= 3)
+        (final / "a.jpg").unlink()
+        os.rename(final / "b.jpg", temp / "b.jpg")  # within the tree, into another zone
+        shutil.move(final / "c.jpg", tmp_path / "c_outside.jpg")  # out of the tree
+        events = wait_for(lambda: len(w.events()) >= 3 and w.events())
+        wait_for(lambda: any(d["path"] == str(temp / "b.jpg") for d in w.decisions()))
+    by = {Path(e["path"]).name: e for e in events}
+    assert by["a.jpg"]["event"] == "removed" and by["a.jpg"]["dest"] is None
+    assert by["b.jpg"]["event"] == "moved" and by["b.jpg"]["dest"] == str(temp / "b.jpg")
+    assert by["c.jpg"]["event"] == "removed"
+    assert all(e["decision_id"] and e["fingerprint"].startswith("sha256:") for e in events)
+    moved = [d for d in w.decisions() if d["path"] == str(temp / "b.jpg")]
+    assert len(moved) == 1 and moved[0]["zone"] == "temp"
+    verify = run("ledger", "verify")
+    assert verify.exit_code == 0 and "3 departures, chain intact" in verify.stdout
+    listed = run("ledger", "events").stdout
+    assert "moved" in listed and "-> " in listed and "temp/b.jpg" in listed
+    report = json.loads(run("report", "--json").stdout)
+    gone = {Path(f["path"]).name + f["zone"]: f.get("departed") for f in report["files"]}
+    assert gone["a.jpgfinal"]["event"] == "removed"
+    assert gone["b.jpgfinal"]["dest"] == str(temp / "b.jpg") and gone["b.jpgtemp"] is None
+    assert report["totals"]["departed"] == 3
+
+
+def test_departures_while_down_are_caught_up(root: Path) -> None:
+    final = root / "ep101" / "final"
+    with Running([root], mode="warn") as w:
+        shutil.copy2(CLEAN, final / "a.jpg")
+        shutil.copy2(AI, final / "b.jpg")
+        wait_for(lambda: len(w.decisions()) >= 2)
+    (final / "a.jpg").unlink()
+    os.rename(final / "b.jpg", final / "b_v2.jpg")
+    with Running([root], mode="warn") as w:
+        events = wait_for(lambda: len(w.events()) >= 2 and w.events())
+    by = {Path(e["path"]).name: e for e in events}
+    assert by["a.jpg"]["event"] == "removed"
+    assert by["b.jpg"]["event"] == "moved" and by["b.jpg"]["dest"] == str(final / "b_v2.jpg")
+    assert sorted(names(w.decisions())) == ["a.jpg", "b.jpg", "b_v2.jpg"]
+    with Running([root], mode="warn") as w:  # a third start records nothing again
+        time.sleep(1)
+        assert len(w.events()) == 2 and len(w.decisions()) == 3
+
+
+def test_file_deleted_while_queued(root: Path) -> None:
+    final = root / "ep101" / "final"
+    with Running([root], settle=2.0) as w:
+        shutil.copy2(AI, final / "gone.jpg")
+        time.sleep(0.3)
+        (final / "gone.jpg").unlink()  # before its settle window ended
+        shutil.copy2(CLEAN, final / "kept.jpg")
+        wait_for(lambda: w.decisions(), 20)
+        time.sleep(2.5)
+        assert names(w.decisions()) == ["kept.jpg"] and w.events() == []
+        assert w.watcher._pending == {}
+
+
+def test_own_quarantine_on_another_filesystem_is_not_a_departure(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+    mnt = Path(tempfile.mkdtemp(prefix="provgate-qfs-"))
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        mnt.rmdir()
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        monkeypatch.setenv("PROVGATE_QUARANTINE", str(mnt / "quarantine"))
+        final = root / "ep101" / "final"
+        with Running([root]) as w:
+            shutil.copy2(AI, final / "shot.jpg")
+            wait_for(lambda: (mnt / "quarantine" / "ep101" / "final" / "shot.jpg").exists())
+            time.sleep(1)  # the deletion event of the move has been heard by now
+            events = w.events()
+        assert not (final / "shot.jpg").exists()
+        kept = mnt / "quarantine" / "ep101" / "final" / "shot.jpg"
+        assert kept.read_bytes() == AI.read_bytes()
+        assert json.loads(Path(str(kept) + ".provgate-receipt.json").read_text())["original_path"] \
+            == str(final / "shot.jpg")
+        assert events == []  # the quarantine table has it; no 'removed' on top
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        mnt.rmdir()
+
+
+def test_exiftool_hanging_on_one_file_the_daemon_goes_on(
+        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_bad_input import HANG_CONFIG
+    from provgate.signals import DEFAULT_CATALOGUE
+    cfg = tmp_path / "hang.config"
+    cfg.write_text(HANG_CONFIG)
+    monkeypatch.setenv("PROVGATE_EXIFTOOL_CONFIG", str(cfg))
+    cat = tmp_path / "sig.toml"
+    cat.write_text(DEFAULT_CATALOGUE.read_text().replace(
+        'tags = ["JUMBF:JUMDLabel"', 'tags = ["Composite:HangForTest", "JUMBF:JUMDLabel"'))
+    temp = root / "ep101" / "temp"
+    with Running([root], timeout=2, catalogue=cat, mode="warn") as w:
+        for n in ("a.jpg", "hang.jpg", "b.jpg"):
+            shutil.copy2(AI, temp / n)
+        got = wait_for(lambda: len(w.decisions()) >= 3 and w.decisions(), 40)
+        shutil.copy2(AI, temp / "after.jpg")  # the pool was restarted: later files go on
+        wait_for(lambda: len(w.decisions()) >= 4, 40)
+        assert w.error is None
+    by = {Path(d["path"]).name: d for d in w.decisions()}
+    assert by["hang.jpg"]["kind"] == "unreadable" and "no answer" in by["hang.jpg"]["error"]
+    assert by["a.jpg"]["kind"] == by["b.jpg"]["kind"] == by["after.jpg"]["kind"] == \
+        "ai_generated"
+    assert len(got) == 3
+
+
+def test_permission_denied_subfolder_then_fixed(tmp_path: Path) -> None:
+    """As root the kernel skips permission checks: drop the two DAC capabilities instead."""
+    drop = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+            "--bounding-set=-dac_override,-dac_read_search"]
+    if os.geteuid() != 0 or not shutil.which("setpriv") or subprocess.run(
+            [*drop, "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs root and setpriv to run the daemon without DAC override")
+    root = tmp_path / "delivery"
+    (root / "open").mkdir(parents=True)
+    (root / "locked").mkdir()
+    shutil.copy2(CLEAN, root / "open" / "a.jpg")
+    shutil.copy2(CLEAN, root / "locked" / "b.jpg")
+    os.chmod(root / "locked", 0o000)
+    ledger = tmp_path / "state" / "ledger.db"
+    proc = subprocess.Popen([*drop, sys.executable, "-m", "provgate", "watch", str(root),
+                             "--settle", "0.3", "--ledger", str(ledger)],
+                            stderr=subprocess.PIPE, text=True)
+
+    def decided() -> dict[str, dict]:
+        if not ledger.exists():
+            return {}
+        with Ledger(ledger) as led:
+            return {os.path.relpath(d["path"], root): d for d in led.decisions()}
+    try:
+        got = wait_for(lambda: len(decided()) >= 2 and decided(), 30)
+        assert got["locked"]["kind"] == "unreadable"
+        assert "folder not scanned: permission denied" in got["locked"]["error"]
+        shutil.copy2(CLEAN, root / "open" / "c.jpg")  # the daemon goes on
+        wait_for(lambda: "open/c.jpg" in decided(), 20)
+        os.chmod(root / "locked", 0o755)  # fixed: caught up, and watched from now on
+        wait_for(lambda: "locked/b.jpg" in decided(), 30)
+        shutil.copy2(CLEAN, root / "locked" / "d.jpg")
+        wait_for(lambda: "locked/d.jpg" in decided(), 20)
+    finally:
+        os.chmod(root / "locked", 0o755)
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "is readable now" in err

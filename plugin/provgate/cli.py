@@ -582,6 +582,26 @@ def ledger_list(action: str | None, kind: str | None, since: str | None,
                    f"{r['zone']:<8} {_display_path(r['path'])}")
 
 
+@ledger.command("events")
+@click.option("--since", help="ISO date or time.")
+@click.option("--path", "path_glob", help="Path prefix or glob.")
+@click.option("--json", "as_json", is_flag=True)
+@policy_option
+@guarded
+def ledger_events(since: str | None, path_glob: str | None, as_json: bool,
+                  policy_path: str | None, ledger: str | None) -> None:
+    """Files that left a watched tree (removed) or moved within it, as the daemon saw them."""
+    with _open_ro(policy_path, ledger) as led:
+        rows = list(led.events(since, path_glob))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for e in rows:
+        dest = f" -> {_display_path(e['dest'])}" if e["dest"] else ""
+        click.echo(f"@{e['id']:<6} {e['time'][:19]} {e['event']:<8} "
+                   f"{_display_path(e['path'])}{dest}  (decision #{e['decision_id']})")
+
+
 @ledger.command("show")
 @click.argument("ident", type=int)
 @policy_option

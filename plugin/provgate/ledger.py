@@ -30,14 +30,17 @@ CHAINED = ("id", "time", "path", "root", "fingerprint", "size", "kind", "c2pa", 
            "error", "zone", "rule", "action", "reason", "mode", "approval_id", "approval_ref",
            "policy_digest", "trust_digest", "tools", "actor", "user", "prev_hash")
 _JSON_FIELDS = ("evidence", "tools")
+# files that left a watched tree: their own chain, verified with the decisions'
+EVENT_CHAINED = ("id", "time", "event", "path", "dest", "fingerprint", "decision_id", "actor",
+                 "user", "prev_hash")
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def row_hash(row: dict[str, Any]) -> str:
-    return hashlib.sha256(data.canonical_json({k: row.get(k) for k in CHAINED}).encode()).hexdigest()
+def row_hash(row: dict[str, Any], fields: tuple[str, ...] = CHAINED) -> str:
+    return hashlib.sha256(data.canonical_json({k: row.get(k) for k in fields}).encode()).hexdigest()
 
 
 class Ledger:
@@ -76,7 +79,7 @@ class Ledger:
 
     def _create(self) -> None:
         db = self.db
-        if {"decisions", "files", "approvals", "quarantine"} <= set(db.table_names()):
+        if {"decisions", "files", "approvals", "quarantine", "events"} <= set(db.table_names()):
             return
         db.execute("BEGIN IMMEDIATE")  # two processes creating at once: one waits
         try:
@@ -99,9 +102,14 @@ class Ledger:
                     "prev_hash": str, "hash": str}, pk="id")
                 db["decisions"].create_index(["path"])
                 db["decisions"].create_index(["fingerprint"])
-                for op in ("UPDATE", "DELETE"):
-                    db.execute(f"CREATE TRIGGER decisions_no_{op.lower()} BEFORE {op} ON decisions "
-                               "BEGIN SELECT RAISE(ABORT, 'the decisions ledger is append-only'); END")
+                _append_only(db, "decisions")
+            if "events" not in db.table_names():
+                db["events"].create({
+                    "id": int, "time": str, "event": str, "path": str, "dest": str,
+                    "fingerprint": str, "decision_id": int, "actor": str, "user": str,
+                    "prev_hash": str, "hash": str}, pk="id")
+                db["events"].create_index(["path"])
+                _append_only(db, "events")
             if "files" not in db.table_names():
                 db["files"].create({
                     "path": str, "size": int, "mtime_ns": int, "inode": int, "fingerprint": str,
@@ -191,20 +199,69 @@ class Ledger:
         return _decode(rows[0]) if rows else None
 
     def verify(self) -> tuple[int, int | None, str]:
-        """(rows checked, first broken id or None, message)."""
-        prev, count, expected_id = GENESIS, 0, 1
-        for row in self.db.query("SELECT * FROM decisions ORDER BY id"):
-            count += 1
-            if row["id"] != expected_id:
-                return count, row["id"], f"row {expected_id} is missing (next row is {row['id']})"
-            if row["prev_hash"] != prev:
-                return count, row["id"], f"row {row['id']} does not follow row {row['id'] - 1}"
-            if row_hash(row) != row["hash"]:
-                return count, row["id"], f"row {row['id']} was changed after it was written"
-            prev, expected_id = row["hash"], expected_id + 1
-        return count, None, f"{count} decisions, chain intact"
+        """(decisions checked, first broken id or None, message); the events chain too."""
+        count, bad, message = _verify_chain(self.db, "decisions", CHAINED, "row")
+        if bad is not None:
+            return count, bad, message
+        events, bad, message = (_verify_chain(self.db, "events", EVENT_CHAINED, "event")
+                                if "events" in self.db.table_names() else (0, None, ""))
+        if bad is not None:
+            return count, bad, message
+        tail = f" and {events} departures" if events else ""
+        return count, None, f"{count} decisions{tail}, chain intact"
+
+    # -- departures ------------------------------------------------------------------------
+
+    def record_departures(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Chain events for files that left (``removed``) or moved within (``moved``, with
+        ``dest``) a watched tree, and move or drop their file-cache rows, in one transaction.
+        A moved file keeps its cached verdict: its new path is not read again."""
+        ids: list[int] = []
+        if not rows:
+            return ids
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            last = self.db.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1"
+                                   ).fetchone()
+            next_id, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+            for row in rows:
+                r = {**{k: row.get(k) for k in EVENT_CHAINED}, "id": next_id, "prev_hash": prev}
+                r["hash"] = prev = row_hash(r, EVENT_CHAINED)
+                self.db["events"].insert(r)
+                if r["event"] == "moved" and r["dest"]:  # unless the new path is known already
+                    self.db.execute("UPDATE OR IGNORE files SET path = ? WHERE path = ?",
+                                    [r["dest"], r["path"]])
+                self.db.execute("DELETE FROM files WHERE path = ?", [r["path"]])
+                ids.append(next_id)
+                next_id += 1
+            self.db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            self.db.rollback()
+            raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from exc
+        return ids
+
+    def events(self, since: str | None = None, path: str | None = None
+               ) -> Iterator[dict[str, Any]]:
+        if "events" not in self.db.table_names():
+            return iter(())
+        where, params = [], []
+        if since:
+            where.append("time >= ?")
+            params.append(since)
+        if path:
+            where.append("path GLOB ?")
+            params.append(path if any(c in path for c in "*?[") else f"{path}*")
+        sql = "SELECT * FROM events" + (f" WHERE {' AND '.join(where)}" if where else "")
+        return iter(self.db.query(sql + " ORDER BY id", params))
 
     # -- file cache ------------------------------------------------------------------------
+
+    def cached_under(self, folder: str) -> list[dict[str, Any]]:
+        """File-cache rows below ``folder`` (path, fingerprint, decision)."""
+        prefix = folder.rstrip("/") + "/"
+        return list(self.db.query(
+            "SELECT path, fingerprint, decision_id FROM files WHERE path >= ? AND path < ?",
+            [prefix, prefix[:-1] + "0"]))  # '0' sorts right after '/'
 
     def cached_files(self, paths: list[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -243,6 +300,12 @@ class Ledger:
         sql = "SELECT * FROM quarantine" + (" WHERE state = ?" if state else "") + " ORDER BY id"
         return list(self.db.query(sql, [state] if state else []))
 
+    def moved_by_provgate(self, original_path: str, fingerprint: str | None) -> bool:
+        """True when provgate's own quarantine took this file away (not a departure)."""
+        return self.db.execute(
+            "SELECT 1 FROM quarantine WHERE original_path = ? AND fingerprint IS ? AND state IN "
+            "('pending', 'done') LIMIT 1", [original_path, fingerprint]).fetchone() is not None
+
     def move(self, ident: int) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM quarantine WHERE id = ?", [ident]))
         return rows[0] if rows else None
@@ -250,6 +313,28 @@ class Ledger:
     def update_move(self, ident: int, **fields: Any) -> None:
         with self.db.atomic():
             self.db["quarantine"].update(ident, {**fields, "updated": now_iso()})
+
+
+def _append_only(db: sqlite_utils.Database, table: str) -> None:
+    for op in ("UPDATE", "DELETE"):
+        db.execute(f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                   f"BEGIN SELECT RAISE(ABORT, 'the {table} ledger is append-only'); END")
+
+
+def _verify_chain(db: sqlite_utils.Database, table: str, fields: tuple[str, ...],
+                  noun: str) -> tuple[int, int | None, str]:
+    prev, count, expected_id = GENESIS, 0, 1
+    for row in db.query(f"SELECT * FROM {table} ORDER BY id"):
+        count += 1
+        ident = row["id"]
+        if ident != expected_id:
+            return count, ident, f"{noun} {expected_id} is missing (next {noun} is {ident})"
+        if row["prev_hash"] != prev:
+            return count, ident, f"{noun} {ident} does not follow {noun} {ident - 1}"
+        if row_hash(row, fields) != row["hash"]:
+            return count, ident, f"{noun} {ident} was changed after it was written"
+        prev, expected_id = row["hash"], expected_id + 1
+    return count, None, ""
 
 
 def _retry_locked(fn: Any, seconds: float = 30.0) -> Any:

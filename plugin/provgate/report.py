@@ -50,6 +50,7 @@ def build(ledger: Ledger, since: str | None = None, path: str | None = None,
     count, broken, message = ledger.verify()
     approvals = {a.id: a for a in ledger.approvals()}
     moves = {m["decision_id"]: m for m in ledger.moves()}
+    departures = {e["path"]: e for e in ledger.events()}  # the latest per path wins
     now = datetime.now(timezone.utc)
     files = []
     for row in ledger.decisions(since=since, path=path, zone=zone, latest=True):
@@ -59,6 +60,9 @@ def build(ledger: Ledger, since: str | None = None, path: str | None = None,
         rec["quarantine"] = ({k: move[k] for k in ("id", "state", "quarantined_path",
                                                    "receipt_path", "updated", "error")}
                              if move else None)
+        gone = departures.get(rec["path"])
+        if gone and gone["time"] > rec["time"]:
+            rec["departed"] = {k: gone[k] for k in ("event", "time", "dest")}
         files.append(rec)
     _add_thumbnails(files, thumbnails)
     return {
@@ -98,6 +102,7 @@ def _totals(files: list[dict[str, Any]]) -> dict[str, Any]:
         "by_kind_action": {f"{k}/{a}": n for (k, a), n in sorted(pairs.items())},
         "quarantined": sum(1 for f in files if (f["quarantine"] or {}).get("state") == "done"),
         "approved": sum(1 for f in files if f["approval_state"] == "approved"),
+        "departed": sum(1 for f in files if f.get("departed")),
     }
 
 
@@ -189,7 +194,8 @@ def _totals_html(totals: dict[str, Any]) -> str:
     return (f'<table id="totals"><tr><th>kind</th>{head}<th>all</th></tr>{"".join(rows)}'
             f'<tr class="sum"><th>all</th>{foot}<td>{totals["files"]}</td></tr></table>'
             f'<p id="summary">{totals["files"]} files, {totals["quarantined"]} quarantined, '
-            f'{totals["approved"]} under written approval.</p>')
+            f'{totals["approved"]} under written approval, '
+            f'{totals["departed"]} removed or moved since.</p>')
 
 
 def _cell(f: dict[str, Any], col: str) -> str:
@@ -217,6 +223,10 @@ def _file_html(f: dict[str, Any]) -> str:
                 f"<th>meaning</th></tr>{evidence}</table>" if evidence else
                 "<p>No provenance signal: origin unknown, never a clean bill.</p>")
     error = f'<p class="error">error: {_e(f["error"])}</p>' if f["error"] else ""
+    gone = f.get("departed")
+    if gone:
+        where = f" to {_e(gone['dest'])}" if gone["dest"] else " from the watched folders"
+        error += f'<p class="departed">{_e(gone["event"])}{where} at {_e(gone["time"])}</p>'
     return (f'<details class="file {f["action"]}" data-id="{f["id"]}"><summary>'
             f'<span class="action">{f["action"]}</span> <span class="kind">{f["kind"]}</span> '
             f'<span class="path">{_e(f["path"])}</span></summary>{thumb}'

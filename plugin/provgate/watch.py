@@ -29,6 +29,7 @@ from watchdog.observers.polling import PollingObserver
 
 from provgate.assets import GlobSet, anywhere, stat_asset
 from provgate.errors import ConfigError, LedgerError, ProvgateError
+from provgate.ledger import now_iso
 from provgate.pipeline import Gate, Options
 from provgate.policy import Policy
 
@@ -84,14 +85,21 @@ class _Events(FileSystemEventHandler):
         self.watcher, self.root = watcher, root
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write", "deleted"):
+        kind = event.event_type
+        if kind in ("opened", "closed_no_write"):
             return
-        path = os.fsdecode(getattr(event, "dest_path", "") or event.src_path)
+        src = os.fsdecode(event.src_path)
+        dest = os.fsdecode(getattr(event, "dest_path", "") or "")
+        if kind in ("deleted", "moved"):  # a departure, decided later on the main thread
+            self.watcher.departed(src, dest if kind == "moved" else "", self.root,
+                                  event.is_directory)
+        path = dest or src
         if event.is_directory:
-            if event.event_type in ("created", "moved"):
+            if kind in ("created", "moved"):
                 self.watcher.request_rescan(path, self.root)  # a tree moved in with one mv
             return
-        self.watcher.heard(path, self.root)
+        if kind != "deleted":
+            self.watcher.heard(path, self.root)
 
 
 class _OverflowLog(logging.Handler):
@@ -127,6 +135,8 @@ class Watcher:
         self.stats = WatchStats()
         self._pending: dict[str, _Pending] = {}
         self._rescan: set[tuple[str, str]] = {(r, r) for r in self.roots}  # catch-up at start
+        self._departures: list[tuple[str, str, str, bool]] = []
+        self._denied: dict[str, str] = {}  # folders provgate may not read -> their root
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -150,6 +160,13 @@ class Watcher:
             size, mtime = -1, -1
         with self._lock:
             self._pending[path] = _Pending(root, time.monotonic(), size, mtime)
+
+    def departed(self, src: str, dest: str, root: str, is_dir: bool) -> None:
+        """A file or folder deleted, or moved (``dest`` inside a watched tree or not)."""
+        with self._lock:
+            if not is_dir:
+                self._pending.pop(src, None)  # deleted while queued: nothing left to gate
+            self._departures.append((src, dest, root, is_dir))
 
     def request_rescan(self, folder: str | None = None, root: str | None = None) -> None:
         with self._lock:
@@ -189,9 +206,11 @@ class Watcher:
             while not self._stop.is_set():
                 gate = self._maybe_reload(gate)
                 self._check_roots()
+                self._record_departures(gate)
                 self._rescan_requested(gate)
                 self._settled_batch(gate)
                 if time.monotonic() >= next_status:
+                    self._retry_denied()
                     self._write_status()
                     next_status = time.monotonic() + self.status_interval
                 self._stop.wait(0.1)
@@ -236,13 +255,16 @@ class Watcher:
                 log.error("%s is gone (unmounted?): waiting for it to come back", root)
             elif present and root in self._down:
                 self._down.discard(root)
-                old = self._by_root.pop(root, None)
-                if old is not None:
-                    old.stop()
-                    self._observers.remove(old)
-                self._observe(root)
+                self._renew_observer(root)
                 self.request_rescan(root, root)
                 log.info("%s is back: catching up", root)
+
+    def _renew_observer(self, root: str) -> None:
+        old = self._by_root.pop(root, None)
+        if old is not None:
+            old.stop()
+            self._observers.remove(old)
+        self._observe(root)
 
     def _maybe_reload(self, gate: Gate) -> Gate:
         if not self._reload.is_set():
@@ -262,12 +284,62 @@ class Watcher:
     # -- work ------------------------------------------------------------------------------
 
     def _rescan_requested(self, gate: Gate) -> None:
+        """Catch up on a folder: gate what is new or changed, and record as removed what the
+        cache knows there but is gone (deleted while provgate was down or deaf)."""
         with self._lock:
             todo, self._rescan = self._rescan, set()
         for folder, root in sorted(todo):
             self.stats.rescans += 1
+            seen: set[str] = set()
+            fresh: dict[str | None, str] = {}  # fingerprint -> a path read anew in this pass
             for rec in gate.run([folder], root=root):
+                seen.add(rec["path"])
+                if not rec["cached"] and rec["fingerprint"]:
+                    fresh.setdefault(rec["fingerprint"], rec["path"])
                 self._count(rec)
+            if os.path.isdir(root):  # an unmounted share is not a deletion
+                gone = [r for r in gate.ledger.cached_under(folder)
+                        if r["path"] not in seen and not os.path.lexists(r["path"])]
+                self._write_departures(gate, [
+                    ("moved", r, fresh[r["fingerprint"]]) if r["fingerprint"] in fresh
+                    else ("removed", r, "") for r in gone])
+
+    def _record_departures(self, gate: Gate) -> None:
+        with self._lock:
+            todo, self._departures = self._departures, []
+        events = []
+        for src, dest, root, is_dir in todo:
+            if not os.path.isdir(root):
+                continue  # the root itself went away: caught up when it is back
+            inside = bool(dest) and any(dest == r or dest.startswith(r + os.sep)
+                                        for r in self.roots) and not self._ignored(dest, root)
+            rows = (gate.ledger.cached_under(src) if is_dir
+                    else list(gate.ledger.cached_files([src]).values()))
+            for row in rows:
+                if os.path.lexists(row["path"]):
+                    continue  # replaced in place (an editor's save): the new file is heard
+                if inside:
+                    events.append(("moved", row, dest + row["path"][len(src):]))
+                else:
+                    events.append(("removed", row, ""))
+        self._write_departures(gate, events)
+
+    def _write_departures(self, gate: Gate, events: list[tuple[str, dict[str, Any], str]]
+                          ) -> None:
+        """Chain the departures; provgate's own quarantine moves are already on record."""
+        rows = [{"time": now_iso(), "event": kind, "path": row["path"], "dest": dest or None,
+                 "fingerprint": row["fingerprint"], "decision_id": row["decision_id"],
+                 "actor": "daemon", "user": gate.user}
+                for kind, row, dest in events
+                if not gate.ledger.moved_by_provgate(row["path"], row["fingerprint"])]
+        try:
+            gate.ledger.record_departures(rows)
+        except LedgerError as exc:
+            log.error("departures not recorded: %s", exc)
+            return
+        for r in rows:
+            log.info("%s %s%s", r["event"].upper(), r["path"],
+                     f" -> {r['dest']}" if r["dest"] else "")
 
     def _settled_batch(self, gate: Gate) -> None:
         now = time.monotonic()
@@ -298,6 +370,18 @@ class Watcher:
     def _count(self, rec: dict[str, Any]) -> None:
         if not rec.get("cached"):
             self.stats.decided += 1
+        if (rec.get("error") or "").startswith("folder not scanned: permission denied"):
+            self._denied[rec.get("_raw_path", rec["path"])] = rec["root"]
+
+    def _retry_denied(self) -> None:
+        """A folder provgate may not read has no watch: once its permissions are fixed, the
+        root's observer is renewed (so its new files are heard) and the folder caught up."""
+        for folder, root in list(self._denied.items()):
+            if os.access(folder, os.R_OK | os.X_OK):
+                del self._denied[folder]
+                log.info("%s is readable now: watching and catching up", folder)
+                self._renew_observer(root)
+                self.request_rescan(folder, root)
 
     # -- lock and status -------------------------------------------------------------------
 
