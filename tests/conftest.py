@@ -91,3 +91,19 @@ def need_tool(name: str) -> str:
     if os.environ.get("PROVGATE_REQUIRE_TOOLS") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def without_dac_override() -> list[str]:
+    """A command prefix that runs a child with permission checks on, even as root: the two
+    DAC capabilities are dropped (setpriv), the user stays the same, so the virtualenv under
+    /root still runs. Skipped where that cannot be done."""
+    import subprocess
+
+    drop = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+            "--bounding-set=-dac_override,-dac_read_search"]
+    if os.geteuid() != 0 or not shutil.which("setpriv") or subprocess.run(
+            [*drop, "true"], capture_output=True).returncode != 0:
+        if os.geteuid() != 0:
+            return []  # an ordinary user has permission checks anyway
+        pytest.skip("setpriv cannot drop capabilities here")
+    return drop

@@ -6,13 +6,14 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, by_name, run, run_json
+from conftest import SAMPLES, by_name, run, run_json, without_dac_override
 from provgate.assets import Asset
 from provgate.errors import ExifToolUnavailable
 from provgate.pipeline import Gate, Options
@@ -110,33 +111,28 @@ def test_file_vanishing_between_walk_and_read(tmp_path: Path) -> None:
     assert rec["error"].startswith("vanished")
 
 
-def test_unreadable_file_as_unprivileged_user(tmp_path: Path) -> None:
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root to drop to nobody with setpriv")
-    import tempfile
-    provgate = str(Path(os.sys.executable).parent / "provgate")
-    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    if subprocess.run([*nobody, provgate, "--version"], capture_output=True).returncode != 0:
-        pytest.skip("the unprivileged user cannot run this virtualenv's provgate")
-    base = Path(tempfile.mkdtemp(prefix="provgate-perm-"))
-    tree, state = base / "perm", base / "nobody"
-    tree.mkdir()
-    state.mkdir()
+def test_unreadable_file_and_folder(tmp_path: Path) -> None:
+    import json
+    tree = tmp_path / "perm"
+    (tree / "locked").mkdir(parents=True)
     shutil.copy2(SAMPLES / "ai_iptc_generated.jpg", tree / "secret.jpg")
     shutil.copy2(SAMPLES / "unknown_camera.jpg", tree / "open.jpg")
+    shutil.copy2(SAMPLES / "unknown_camera.jpg", tree / "locked" / "inside.jpg")
     os.chmod(tree / "secret.jpg", 0o000)
-    for p in (base, tree, state):
-        os.chmod(p, 0o777)
-    os.chmod(tree / "open.jpg", 0o644)
-    out = subprocess.run([*nobody, provgate, "scan", str(tree), "--json", "--ledger",
-                          str(state / "l.db")], capture_output=True, text=True,
-                         env={**os.environ, "HOME": str(state)}, timeout=120)
-    import json
+    os.chmod(tree / "locked", 0o000)
+    try:
+        out = subprocess.run([*without_dac_override(), sys.executable, "-m", "provgate", "scan",
+                              str(tree), "--json", "--ledger", str(tmp_path / "l.db")],
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        os.chmod(tree / "locked", 0o755)
     assert out.returncode == 0, out.stderr
     records = by_name(json.loads(out.stdout))
+    assert records["secret.jpg"]["kind"] == "unreadable"
     assert "permission denied" in records["secret.jpg"]["error"]
+    assert records["locked"]["error"].startswith("folder not scanned: permission denied")
     assert records["open.jpg"]["kind"] == "unknown"
-    shutil.rmtree(base)
+    assert (tree / "secret.jpg").stat().st_mode & 0o777 == 0  # untouched
 
 
 def test_sparse_3gb_file_is_read_without_loading_it(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, run
+from conftest import SAMPLES, run, without_dac_override
 from provgate.errors import LedgerError
 from provgate.ledger import Ledger
 from provgate.pipeline import Options
@@ -205,7 +205,11 @@ def test_filesystem_type_from_the_mount_table(tmp_path: Path) -> None:
 
 
 def test_daemon_stops_on_sigterm_and_reports_status(root: Path, tmp_path: Path) -> None:
-    env = {**os.environ}
+    import socket
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # systemd's end of Type=notify
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
     proc = subprocess.Popen([sys.executable, "-m", "provgate", "watch", str(root), "--settle",
                              "0.5"], env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -222,6 +226,15 @@ def test_daemon_stops_on_sigterm_and_reports_status(root: Path, tmp_path: Path) 
     finally:
         if proc.poll() is None:
             proc.kill()
+    told = []
+    while True:
+        try:
+            told.append(notify.recv(4096).decode())
+        except BlockingIOError:
+            break
+    notify.close()
+    assert told[0].startswith("READY=1\nSTATUS=watching 1 root(s)")
+    assert any(m.startswith("WATCHDOG=1") for m in told) and told[-1] == "STOPPING=1"
     status = run("status")
     assert status.exit_code == 1 and "not running" in status.stdout
 
@@ -407,12 +420,8 @@ def test_exiftool_hanging_on_one_file_the_daemon_goes_on(
 
 
 def test_permission_denied_subfolder_then_fixed(tmp_path: Path) -> None:
-    """As root the kernel skips permission checks: drop the two DAC capabilities instead."""
-    drop = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
-            "--bounding-set=-dac_override,-dac_read_search"]
-    if os.geteuid() != 0 or not shutil.which("setpriv") or subprocess.run(
-            [*drop, "true"], capture_output=True).returncode != 0:
-        pytest.skip("needs root and setpriv to run the daemon without DAC override")
+    """Permission checks on even as root (see conftest.without_dac_override)."""
+    drop = without_dac_override()
     root = tmp_path / "delivery"
     (root / "open").mkdir(parents=True)
     (root / "locked").mkdir()

@@ -61,6 +61,25 @@ def wants_polling(path: str) -> bool:
     return fs in NETWORK_FS or fs.startswith("fuse")
 
 
+def sd_notify(message: str) -> bool:
+    """Tell systemd (Type=notify) how the service stands: READY=1, WATCHDOG=1, STOPPING=1,
+    STATUS=... One datagram to $NOTIFY_SOCKET; nothing happens outside systemd."""
+    import socket
+
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):  # an abstract socket
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(message.encode(), addr)
+        return True
+    except OSError as exc:
+        log.warning("cannot notify systemd: %s", exc)
+        return False
+
+
 @dataclass
 class _Pending:
     """A path heard about, and what it looked like when last checked."""
@@ -202,6 +221,7 @@ class Watcher:
                 log.info("finished an interrupted move: %s", moved)
             self._start_observers()
             log.info("watching %s (settle %.1f s)", ", ".join(self.roots), self.settle)
+            sd_notify(f"READY=1\nSTATUS=watching {len(self.roots)} root(s)")
             next_status = 0.0
             while not self._stop.is_set():
                 gate = self._maybe_reload(gate)
@@ -212,9 +232,12 @@ class Watcher:
                 if time.monotonic() >= next_status:
                     self._retry_denied()
                     self._write_status()
+                    sd_notify(f"WATCHDOG=1\nSTATUS={self.stats.decided} decided, "
+                              f"{len(self._pending)} pending")
                     next_status = time.monotonic() + self.status_interval
                 self._stop.wait(0.1)
         finally:
+            sd_notify("STOPPING=1")
             if gate is not None:
                 gate.close()
             logging.getLogger("watchdog").removeHandler(overflow)
