@@ -13,7 +13,7 @@ import pytest
 from conftest import run_json
 from provgate.policy import DEFAULT_POLICY
 
-pytest.importorskip("apprise")
+import apprise  # noqa: E402,F401 - the test extra installs it; missing is an error
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, SAMPLES
 
-pytest.importorskip("pre_commit")
+import pre_commit  # noqa: E402,F401 - run as python -m pre_commit below
 
 
 def _git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import ROOT, SAMPLES, run
 
-pyblish_api = pytest.importorskip("pyblish.api")
-pyblish_util = pytest.importorskip("pyblish.util")
+import pyblish.api as pyblish_api  # noqa: E402
+import pyblish.util as pyblish_util  # noqa: E402
 
 
 @pytest.fixture

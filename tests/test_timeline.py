@@ -11,7 +11,7 @@ import pytest
 from conftest import SAMPLES, run
 from provgate import data
 
-otio = pytest.importorskip("opentimelineio")
+import opentimelineio as otio  # noqa: E402
 ot = otio.opentime
 
 
@@ -139,7 +139,7 @@ def test_image_sequence_gates_the_frames_the_cut_uses(tmp_path: Path) -> None:
 
 
 def test_edl_through_the_cmx3600_adapter(tmp_path: Path) -> None:
-    pytest.importorskip("otio_cmx3600_adapter")
+    import otio_cmx3600_adapter  # noqa: F401
     media = _media(tmp_path, "unknown_camera.jpg", "ai_genfill_composite.jpg")
     edl = tmp_path / "reel1.edl"
     edl.write_text(
@@ -169,3 +169,19 @@ def test_unreadable_timelines_are_usage_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "timeline not found" in result.stderr
     bad_root = run("check", "--timeline", damaged, "--media-root", "=/x")
     assert bad_root.exit_code == 2 and "OLD=NEW" in bad_root.stderr
+
+
+def test_fcp_xml_through_its_adapter(tmp_path: Path) -> None:
+    import otio_fcp_adapter  # noqa: F401
+    media = _media(tmp_path, "human_capture.jpg", "ai_runway_clip.mp4")
+    v1 = otio.schema.Track(name="V1")
+    v1.append(_clip("sh010", (media / "human_capture.jpg").as_uri()))
+    v1.append(_clip("runway", (media / "ai_runway_clip.mp4").as_uri(), start=24))
+    tl = otio.schema.Timeline(name="fcp_cut", tracks=[v1])
+    xml = tmp_path / "fcp_cut.xml"
+    otio.adapters.write_to_file(tl, str(xml), adapter_name="fcp_xml")  # as Premiere exports
+    code, records = _check_json("--timeline", xml)
+    assert code == 1
+    runway = next(r for r in records if r["path"].endswith("ai_runway_clip.mp4"))
+    assert runway["kind"] == "ai_generated" and runway["clips"][0]["name"] == "runway"
+    assert runway["clips"][0]["source_in"] == "00:00:01:00"
