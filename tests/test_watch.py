@@ -454,3 +454,23 @@ def test_permission_denied_subfolder_then_fixed(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "is readable now" in err
+
+
+def test_modified_in_place_and_moved_in_from_outside(root: Path, tmp_path: Path) -> None:
+    temp = root / "ep101" / "temp"
+    outside = tmp_path / "vendor_drop.jpg"
+    shutil.copy2(AI, outside)
+    with Running([root], mode="warn") as w:
+        shutil.copy2(CLEAN, temp / "plate.jpg")
+        first = wait_for(lambda: w.decisions())
+        assert first[0]["kind"] == "unknown"
+        with open(temp / "plate.jpg", "wb") as fh:  # an editor saves over it
+            fh.write(AI.read_bytes())
+        os.rename(outside, temp / "vendor_drop.jpg")  # one file moved in
+        got = wait_for(lambda: len(w.decisions()) >= 3 and w.decisions())
+        time.sleep(0.5)
+        assert w.events() == []  # replaced in place, moved in: no departure
+    by = [(Path(d["path"]).name, d["kind"]) for d in w.decisions()]
+    assert sorted(by) == [("plate.jpg", "ai_generated"), ("plate.jpg", "unknown"),
+                          ("vendor_drop.jpg", "ai_generated")]
+    assert len(got) == 3

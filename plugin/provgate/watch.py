@@ -27,7 +27,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from provgate.assets import GlobSet, anywhere, stat_asset
+from provgate.assets import GlobSet, anywhere
 from provgate.errors import ConfigError, LedgerError, ProvgateError
 from provgate.ledger import now_iso
 from provgate.pipeline import Gate, Options
@@ -381,12 +381,16 @@ class Watcher:
                     continue  # still changing: wait one more window
                 ready.append((path, p.root))
                 del self._pending[path]
-        if not ready:
-            return
-        for i in range(0, len(ready), 256):  # back-pressure: bounded batches
-            assets = [stat_asset(path, root) for path, root in ready[i:i + 256]]
-            for rec in gate.process(assets):
+        by_root: dict[str, list[str]] = {}
+        for path, root in ready:
+            by_root.setdefault(root, []).append(path)
+        for root, paths in by_root.items():
+            # the scan pipeline: reading, judging and recording overlap, batch by batch, in a
+            # bounded window, so the first files of a burst are decided while the rest are read
+            for rec in gate.run(paths, root=root):
                 self._count(rec)
+                if self._stop.is_set():
+                    return  # stop soon: what is left is caught up at the next start
             self.stats.batches += 1
             self.stats.last_batch = time.time()
 
