@@ -150,3 +150,28 @@ def test_realworld_wild_files(tmp_path: Path) -> None:
             assert rec["kind"] not in ai, row["file"]
         elif label == "tampered_or_invalid":
             assert rec["c2pa"] == "invalid", row["file"]
+
+
+def test_byte_look_never_spares_a_file_that_holds_a_manifest(tmp_path: Path) -> None:
+    """c2pa-python is skipped for a small MP4/MOV/TIFF/WebP/WAV... only when the bytes hold no
+    C2PA label. Every signed sample (and every real-world C2PA file here) must show one."""
+    from provgate.assets import fingerprint_and_marker
+    from provgate.credentials import BYTES_SETTLE_C2PA
+
+    signed = [p for p in C2PA_DIR.iterdir() if p.name in C2PA_EXPECTED
+              and C2PA_EXPECTED[p.name]["c2pa"] not in ("absent", "stripped", "remote")]
+    if REALWORLD.is_dir():
+        signed += [REALWORLD / line.split("\t")[0] for line in
+                   (REALWORLD / "MANIFEST.tsv").read_text().splitlines()[1:]
+                   if line.split("\t")[2] in ("valid_untrusted", "valid_trusted", "invalid")]
+    assert any(p.suffix in (".mov", ".wav") for p in signed)
+    for p in signed:
+        if p.with_suffix(".c2pa").exists():
+            continue  # the manifest is in a sidecar, which always goes to c2pa-python
+        marker = fingerprint_and_marker(str(p))[1]
+        assert marker in (True, None), p  # None: too large to look, c2pa-python runs
+    # an unsigned MOV: no label, and its record is what c2pa-python would have said
+    assert fingerprint_and_marker(str(ROOT / "sample_media" / "unknown_plate.mov"))[1] is False
+    assert {"MOV", "MP4", "WAV"} <= BYTES_SETTLE_C2PA and "PDF" not in BYTES_SETTLE_C2PA
+    rec = by_name(run_json("scan", ROOT / "sample_media" / "unknown_plate.mov"))
+    assert rec["unknown_plate.mov"]["c2pa"] == "absent"

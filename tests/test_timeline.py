@@ -177,6 +177,9 @@ def test_fcp_xml_through_its_adapter(tmp_path: Path) -> None:
     v1 = otio.schema.Track(name="V1")
     v1.append(_clip("sh010", (media / "human_capture.jpg").as_uri()))
     v1.append(_clip("runway", (media / "ai_runway_clip.mp4").as_uri(), start=24))
+    for clip in v1:  # FCP XML stores each file's own duration
+        clip.media_reference.available_range = ot.TimeRange(ot.RationalTime(0, 24),
+                                                             ot.RationalTime(240, 24))
     tl = otio.schema.Timeline(name="fcp_cut", tracks=[v1])
     xml = tmp_path / "fcp_cut.xml"
     otio.adapters.write_to_file(tl, str(xml), adapter_name="fcp_xml")  # as Premiere exports

@@ -33,6 +33,9 @@ class Asset:
     inode: int = 0
     fingerprint: str | None = None
     error: str | None = None
+    # whether the bytes "c2pa"/"C2PA" occur in the file: False only when the whole file was
+    # read for its fingerprint and they do not (see credentials.BYTES_SETTLE_C2PA)
+    c2pa_marker: bool | None = None
 
     @property
     def relpath(self) -> str:
@@ -43,7 +46,8 @@ class Asset:
         if self.error or self.fingerprint:
             return self
         try:
-            return replace(self, fingerprint=fingerprint(self.path, self.size, self.mtime_ns))
+            digest, marker = fingerprint_and_marker(self.path, self.size, self.mtime_ns)
+            return replace(self, fingerprint=digest, c2pa_marker=marker)
         except OSError as exc:
             return replace(self, error=describe_os_error(exc))
         except FileChanged as exc:
@@ -114,16 +118,26 @@ def _compile(patterns: tuple[str, ...]) -> re.Pattern[str]:
 
 def fingerprint(path: str, size: int | None = None, mtime_ns: int | None = None) -> str:
     """sha256 of the content, read in chunks (a 3 GB file never sits in memory)."""
+    return fingerprint_and_marker(path, size, mtime_ns)[0]
+
+
+def fingerprint_and_marker(path: str, size: int | None = None, mtime_ns: int | None = None
+                           ) -> tuple[str, bool | None]:
+    """The fingerprint, and for a small file (read whole anyway) whether a C2PA label occurs
+    in its bytes: a free look that spares c2pa-python files that cannot hold a manifest."""
+    marker = None
     with open(path, "rb") as fh:
         st = os.fstat(fh.fileno())
         if st.st_size <= _SMALL:  # file_digest zeroes a 256 KiB buffer per call
-            digest = hashlib.sha256(fh.read()).hexdigest()
+            data = fh.read()
+            digest = hashlib.sha256(data).hexdigest()
+            marker = b"c2pa" in data or b"C2PA" in data
         else:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
         st = os.fstat(fh.fileno())
     if size is not None and (st.st_size != size or st.st_mtime_ns != mtime_ns):
         raise FileChanged("changed while being read: still being written?")
-    return "sha256:" + digest
+    return "sha256:" + digest, marker
 
 
 def describe_os_error(exc: OSError) -> str:

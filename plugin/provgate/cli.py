@@ -6,7 +6,6 @@ error, 3 could not run (ExifTool missing, ledger unreadable).
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import os
@@ -20,7 +19,6 @@ from typing import Any
 import click
 
 from provgate import __version__, actions, credentials, timeline
-from provgate import report as report_mod
 from provgate.assets import fingerprint
 from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, ProvgateError
 from provgate.ledger import Ledger
@@ -150,8 +148,7 @@ class Printer:
         self.fmt = fmt
         self.count = 0
         self.width = shutil.get_terminal_size((140, 20)).columns
-        self.csv = (csv.DictWriter(sys.stdout, CSV_FIELDS, extrasaction="ignore",
-                                   lineterminator="\n") if fmt == "csv" else None)
+        self.csv = _csv_writer(sys.stdout, CSV_FIELDS) if fmt == "csv" else None
 
     def emit(self, r: dict[str, Any]) -> None:
         first = self.count == 0
@@ -186,6 +183,12 @@ class Printer:
             click.echo("no files found")
         elif self.csv is not None and not self.count:
             self.csv.writeheader()
+
+
+def _csv_writer(out: Any, fields: tuple[str, ...]) -> Any:
+    import csv  # only CSV output needs it
+
+    return csv.DictWriter(out, fields, extrasaction="ignore", lineterminator="\n")
 
 
 def _why(r: dict[str, Any]) -> str:
@@ -623,6 +626,8 @@ def ledger_show(ident: int, policy_path: str | None, ledger: str | None) -> None
 def ledger_export(fmt: str, since: str | None, policy_path: str | None,
                   ledger: str | None) -> None:
     """Every decision, as records valid against schemas/decision.schema.json."""
+    from provgate import report as report_mod
+
     with _open_ro(policy_path, ledger) as led:
         approvals = {a.id: a for a in led.approvals()}
         rows = [report_mod.record(r, approvals) for r in led.decisions(since=since)]
@@ -660,6 +665,8 @@ def report(since: str | None, path_glob: str | None, zone: str | None, fmt: str,
            output: str | None, thumbnails: int, policy_path: str | None,
            ledger: str | None) -> None:
     """The disclosure report: every file's latest decision, evidence, approval and quarantine."""
+    from provgate import report as report_mod
+
     with _open_ro(policy_path, ledger) as led:
         doc = report_mod.build(led, since, path_glob, zone, thumbnails)
     out = click.open_file(output or "-", "w", encoding="utf-8", atomic=bool(output))
@@ -670,7 +677,7 @@ def report(since: str | None, path_glob: str | None, zone: str | None, fmt: str,
             json.dump(doc, out, indent=1, ensure_ascii=False, default=str)
             out.write("\n")
         else:
-            writer = csv.DictWriter(out, report_mod.CSV_FIELDS, lineterminator="\n")
+            writer = _csv_writer(out, report_mod.CSV_FIELDS)
             writer.writeheader()
             writer.writerows(report_mod.csv_rows(doc))
     chain = doc["report"]["chain"]

@@ -219,11 +219,13 @@ class Gate:
     def _read(self, todo: list[Asset]) -> tuple[list[Asset], dict[str, str | None],
                                                   dict[str, Metadata]]:
         """Fingerprints and ExifTool metadata (the file's and its sidecar's) for one batch."""
-        hashing = self._hasher.map(Asset.with_fingerprint, todo)
+        # one hashing task per batch, beside the ExifTool call: a future per file costs
+        # more than hashing a small file does
+        hashing = self._hasher.submit(_fingerprint_all, todo)
         listing = folder_listing()
         sidecars = {a.path: sidecar_for(a.path, listing) for a in todo}
         metas = self.pool.probe([a.path for a in todo] + [s for s in sidecars.values() if s])
-        return list(hashing), sidecars, metas
+        return hashing.result(), sidecars, metas
 
     def _judge(self, ready: dict[str, tuple[Asset, Verdict, bool]],
                reading: Future[Any] | None) -> dict[str, tuple[Asset, Verdict, bool]]:
@@ -248,7 +250,7 @@ class Gate:
         state = c2pa_state_from_metadata(meta)
         details: dict[str, Any] = {}
         if not meta.error:
-            cred = self.checker.check(asset.path, meta, state)
+            cred = self.checker.check(asset.path, meta, state, asset.c2pa_marker)
             if cred.warning and self.checker.available:
                 warnings.append(cred.warning)
             state, details = cred.state, cred.details
@@ -334,6 +336,10 @@ class Gate:
             rec = self.ledger.decision(move["decision_id"]) or {}
             done.append(self.finish_move(move, rec))
         return done
+
+
+def _fingerprint_all(assets: list[Asset]) -> list[Asset]:
+    return [a.with_fingerprint() for a in assets]
 
 
 def _written_by_provgate(meta: Metadata) -> bool:
