@@ -125,16 +125,24 @@ class Gate:
         walk = discover(list(paths), [*self.policy.include, *self.opts.include],
                         [*self.policy.exclude, *self.opts.exclude], self.policy.skip_hidden,
                         root)
+        yield from self.pipeline(_chunks(walk, self.opts.batch_size), progress)
+
+    def pipeline(self, batches: Iterable[list[Asset]],
+                 progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+        """The three stages over batches of assets. A batch is let out as soon as it is
+        done; an empty batch is a tick that only does that (a daemon's stream sends one
+        while it waits for files to settle)."""
         workers = self.opts.processes or os.cpu_count() or 1
         window: deque[tuple[list[Asset], Future[Any], dict[str, Any]]] = deque()
         with ThreadPoolExecutor(workers, thread_name_prefix="provgate-read") as readers, \
                 ThreadPoolExecutor(1, thread_name_prefix="provgate-judge") as judges:
-            for batch in _chunks(walk, self.opts.batch_size):
-                cached = self._cached(batch)
-                ready, todo = self._split(batch, {} if self.opts.rescan else cached)
-                reading = readers.submit(self._read, todo) if todo else None
-                window.append((batch, judges.submit(self._judge, ready, reading), cached))
-                while len(window) > 2 * workers:
+            for batch in batches:
+                if batch:
+                    cached = self._cached(batch)
+                    ready, todo = self._split(batch, {} if self.opts.rescan else cached)
+                    reading = readers.submit(self._read, todo) if todo else None
+                    window.append((batch, judges.submit(self._judge, ready, reading), cached))
+                while window and (len(window) > 2 * workers or window[0][1].done()):
                     yield from self._conclude(*window.popleft(), progress)
             while window:
                 yield from self._conclude(*window.popleft(), progress)

@@ -21,19 +21,27 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent,
+                             FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
+                             FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from provgate.assets import GlobSet, anywhere
+from provgate.assets import Asset, GlobSet, anywhere, stat_asset
 from provgate.errors import ConfigError, LedgerError, ProvgateError
 from provgate.ledger import now_iso
 from provgate.pipeline import Gate, Options
 from provgate.policy import Policy
 
 log = logging.getLogger("provgate")
+# the events provgate acts on; opens, reads and folder-modified events (one per file written
+# in it) are not even delivered: a burst of 1,000 files made ~10,000 events without the filter
+EVENTS = (FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent,
+          FileDeletedEvent, DirCreatedEvent, DirMovedEvent, DirDeletedEvent)
+STREAM_SECONDS = 5.0  # longest one stream of settled files runs before the loop's other duties
 NETWORK_FS = ("nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs",
               "lustre", "gpfs", "beegfs", "sshfs", "davfs")
 
@@ -178,6 +186,7 @@ class Watcher:
         except OSError:
             size, mtime = -1, -1
         with self._lock:
+            self._pending.pop(path, None)  # last heard goes last: see _take_settled
             self._pending[path] = _Pending(root, time.monotonic(), size, mtime)
 
     def departed(self, src: str, dest: str, root: str, is_dir: bool) -> None:
@@ -262,7 +271,7 @@ class Watcher:
         polling = self.observer_mode == "polling" or (
             self.observer_mode == "auto" and wants_polling(root))
         obs = PollingObserver(timeout=self.poll_interval) if polling else Observer()
-        obs.schedule(_Events(self, root), root, recursive=True)
+        obs.schedule(_Events(self, root), root, recursive=True, event_filter=list(EVENTS))
         obs.start()
         self._observers.append(obs)
         self._by_root[root] = obs
@@ -365,34 +374,66 @@ class Watcher:
                      f" -> {r['dest']}" if r["dest"] else "")
 
     def _settled_batch(self, gate: Gate) -> None:
+        """Gate settled files as one stream through the scan pipeline: files that settle while
+        earlier ones are read join the same stream, so ExifTool never waits for a group to
+        finish. A stream ends when nothing is pending, or after STREAM_SECONDS so that
+        departures, rescans and the heartbeat get their turn."""
+        if not self._anything_settled():
+            return
+        for rec in gate.pipeline(self._settled_stream(gate.opts.batch_size)):
+            self._count(rec)
+            if self._stop.is_set():
+                return  # stop soon: what is left is caught up at the next start
+        self.stats.batches += 1
+        self.stats.last_batch = time.time()
+
+    def _settled_stream(self, size: int) -> Iterator[list[Asset]]:
+        """Batches of settled files; an empty batch while files are still settling (a tick
+        that lets finished batches out of the pipeline)."""
+        ends = time.monotonic() + STREAM_SECONDS
+        while not self._stop.is_set() and time.monotonic() < ends:
+            ready = self._take_settled(size)
+            if ready:
+                yield [stat_asset(path, root) for path, root in ready]
+                continue
+            with self._lock:
+                if not self._pending:
+                    return
+            yield []
+            self._stop.wait(0.05)
+
+    def _anything_settled(self) -> bool:
+        with self._lock:
+            first = next(iter(self._pending.values()), None)
+        return first is not None and time.monotonic() - first.heard >= self.settle
+
+    def _take_settled(self, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` files unchanged for the settle window, oldest first.
+        ``_pending`` is kept in the order files were last heard, so the scan stops at the
+        first file still inside its window."""
         now = time.monotonic()
         ready: list[tuple[str, str]] = []
         with self._lock:
-            for path, p in list(self._pending.items()):
-                if now - p.heard < self.settle:
-                    continue
+            changed: list[str] = []
+            gone: list[str] = []
+            for path, p in self._pending.items():
+                if now - p.heard < self.settle or len(ready) >= limit:
+                    break
                 try:
                     st = os.stat(path)
                 except OSError:
-                    del self._pending[path]  # gone before it settled: nothing to gate
+                    gone.append(path)  # gone before it settled: nothing to gate
                     continue
                 if (st.st_size, st.st_mtime_ns) != (p.size, p.mtime_ns):
                     p.size, p.mtime_ns, p.heard = st.st_size, st.st_mtime_ns, now
-                    continue  # still changing: wait one more window
+                    changed.append(path)  # still changing: one more window
+                    continue
                 ready.append((path, p.root))
+            for path in gone + [r[0] for r in ready]:
                 del self._pending[path]
-        by_root: dict[str, list[str]] = {}
-        for path, root in ready:
-            by_root.setdefault(root, []).append(path)
-        for root, paths in by_root.items():
-            # the scan pipeline: reading, judging and recording overlap, batch by batch, in a
-            # bounded window, so the first files of a burst are decided while the rest are read
-            for rec in gate.run(paths, root=root):
-                self._count(rec)
-                if self._stop.is_set():
-                    return  # stop soon: what is left is caught up at the next start
-            self.stats.batches += 1
-            self.stats.last_batch = time.time()
+            for path in changed:  # to the back of the line
+                self._pending[path] = self._pending.pop(path)
+        return ready
 
     def _count(self, rec: dict[str, Any]) -> None:
         if not rec.get("cached"):
