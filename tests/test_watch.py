@@ -474,3 +474,16 @@ def test_modified_in_place_and_moved_in_from_outside(root: Path, tmp_path: Path)
     assert sorted(by) == [("plate.jpg", "ai_generated"), ("plate.jpg", "unknown"),
                           ("vendor_drop.jpg", "ai_generated")]
     assert len(got) == 3
+
+
+def test_doctor_says_whether_inotify_can_watch_the_tree(tmp_path: Path) -> None:
+    from provgate.watch import inotify_check
+    tree = tmp_path / "show"
+    for i in range(30):
+        (tree / f"reel{i:02}" / "final").mkdir(parents=True)
+    result = run("doctor", tree)
+    assert result.exit_code == 0, result.stdout
+    assert "enough for 61 folders" in result.stdout
+    ok, message = inotify_check([str(tree)], limit=100)  # a kernel left at a tiny default
+    assert not ok
+    assert "too low for 61 folders" in message and "sysctl fs.inotify.max_user_watches=" in message

@@ -347,11 +347,14 @@ def _pid_alive(pid: int) -> bool:
 
 
 @main.command()
+@click.argument("paths", nargs=-1, type=click.Path(file_okay=False))
 @click.option("--exiftool", envvar="PROVGATE_EXIFTOOL", metavar="PATH")
 @policy_option
 @guarded
-def doctor(exiftool: str | None, policy_path: str | None, ledger: str | None) -> None:
-    """Check ExifTool, c2pa-python, the catalogue, the policy and the ledger."""
+def doctor(paths: tuple[str, ...], exiftool: str | None, policy_path: str | None,
+           ledger: str | None) -> None:
+    """Check ExifTool, c2pa-python, the catalogue, the policy, the ledger, and whether
+    inotify can watch PATHS (default: the policy's roots)."""
     ok = True
     cat = Catalogue.load()
     try:
@@ -368,9 +371,11 @@ def doctor(exiftool: str | None, policy_path: str | None, ledger: str | None) ->
     click.echo(f"policy:     {pol.source} (digest {pol.digest[:16]}, mode {pol.mode})")
     click.echo(f"ledger:     {pol.ledger_path(ledger)}")
     click.echo(f"quarantine: {pol.quarantine_path()}")
-    watches = Path("/proc/sys/fs/inotify/max_user_watches")
-    if watches.exists():
-        click.echo(f"inotify:    max_user_watches = {watches.read_text().strip()}")
+    from provgate.watch import inotify_check
+
+    enough, message = inotify_check(list(paths) or pol.roots)
+    click.echo(message.replace("inotify: ", "inotify:    ", 1))
+    ok = ok and enough
     sys.exit(0 if ok else EXIT_CANNOT_RUN)
 
 

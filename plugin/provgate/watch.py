@@ -64,6 +64,25 @@ def filesystem_type(path: str, mounts: str = "/proc/mounts") -> str:
     return kind
 
 
+def inotify_check(roots: list[str], limit: int | None = None) -> tuple[bool, str]:
+    """Whether inotify can watch every folder under the native-observed roots: one watch per
+    folder, and the kernel's ``max_user_watches`` is shared by all of the user's programs."""
+    if limit is None:
+        try:
+            limit = int(Path("/proc/sys/fs/inotify/max_user_watches").read_text())
+        except (OSError, ValueError):
+            return True, "inotify: not available here (polling observers are used)"
+    native = [r for r in roots if os.path.isdir(r) and not wants_polling(r)]
+    folders = sum(1 for r in native for _ in os.walk(r))  # one watch per folder
+    if folders * 2 > limit:  # room for the user's other programs, and for growth
+        return False, (f"inotify: max_user_watches = {limit}, too low for {folders} folders "
+                       f"under {', '.join(native)}: raise it, e.g. sysctl "
+                       f"fs.inotify.max_user_watches={max(524288, folders * 4)} (and in "
+                       "/etc/sysctl.d/), or watch with --observer polling")
+    return True, (f"inotify: max_user_watches = {limit}, enough for {folders} folders"
+                  + (f" under {', '.join(native)}" if native else ""))
+
+
 def wants_polling(path: str) -> bool:
     fs = filesystem_type(path)
     return fs in NETWORK_FS or fs.startswith("fuse")
