@@ -106,7 +106,8 @@ def _run(paths: Iterable[str], opts: Options, fmt: str | None,
     printer = Printer(fmt)
     with Gate(opts) as gate:
         gate.recover()
-        records = gate.run(paths, progress=_progress(show_progress)) if paths else iter(())
+        records = (gate.run(paths, progress=_progress(show_progress, paths)) if paths
+                   else iter(()))
         for rec in itertools.chain(enrich(records), extra):
             printer.emit(rec)
             slim.append({k: rec.get(k) for k in ("path", "kind", "action", "reason", "approval",
@@ -117,14 +118,31 @@ def _run(paths: Iterable[str], opts: Options, fmt: str | None,
     return slim
 
 
-def _progress(enabled: bool) -> Callable[[int], None] | None:
+def _progress(enabled: bool, paths: Iterable[str] = ()) -> Callable[[int], None] | None:
+    """A bar on stderr while machine output goes to stdout. The total is counted by a quick
+    walk beside the scan (names only); until it is known, a counter."""
     if not enabled:
         return None
-    seen = [0]
+    import threading
+
+    seen, total = [0], [0]
+
+    def count() -> None:
+        n = 0
+        for p in paths:
+            n += sum(len(f) for _, _, f in os.walk(p)) if os.path.isdir(p) else 1
+        total[0] = n
+    threading.Thread(target=count, daemon=True).start()
 
     def tick(n: int) -> None:
         seen[0] += n
-        click.echo(f"\rprovgate: {seen[0]} files...", nl=False, err=True)
+        if total[0] >= seen[0]:
+            done = seen[0] / max(total[0], 1)
+            bar = "#" * int(done * 30)
+            click.echo(f"\rprovgate: [{bar:<30}] {seen[0]}/{total[0]} files", nl=False,
+                       err=True)
+        else:
+            click.echo(f"\rprovgate: {seen[0]} files...", nl=False, err=True)
     return tick
 
 
