@@ -487,3 +487,25 @@ def test_doctor_says_whether_inotify_can_watch_the_tree(tmp_path: Path) -> None:
     ok, message = inotify_check([str(tree)], limit=100)  # a kernel left at a tiny default
     assert not ok
     assert "too low for 61 folders" in message and "sysctl fs.inotify.max_user_watches=" in message
+
+
+def test_file_open_for_writing_waits_for_its_close(root: Path) -> None:
+    """A transfer that stalls longer than the settle window is not read half-written: under
+    inotify the file waits for its close-after-write event."""
+    import hashlib
+    data = AI.read_bytes()
+    target = root / "ep101" / "final" / "stalled.jpg"
+    with Running([root], settle=0.5, mode="warn") as w:
+        with open(target, "wb") as fh:
+            fh.write(data[:1000])
+            fh.flush()
+            time.sleep(2.0)  # four settle windows without a byte
+            assert w.decisions() == []
+            assert w.watcher._open and not w.watcher._pending
+            fh.write(data[1000:])
+        got = wait_for(lambda: w.decisions())
+        os.chmod(target, 0o644)  # an attribute change after the close decides nothing anew
+        time.sleep(1.0)
+        assert len(w.decisions()) == 1
+    assert got[0]["fingerprint"] == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert got[0]["kind"] == "ai_generated"

@@ -24,9 +24,10 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
-from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent,
-                             FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
-                             FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
+from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileAttribEvent,
+                             FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
+                             FileModifiedEvent, FileMovedEvent, FileSystemEvent,
+                             FileSystemEventHandler)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -40,7 +41,8 @@ log = logging.getLogger("provgate")
 # the events provgate acts on; opens, reads and folder-modified events (one per file written
 # in it) are not even delivered: a burst of 1,000 files made ~10,000 events without the filter
 EVENTS = (FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent,
-          FileDeletedEvent, DirCreatedEvent, DirMovedEvent, DirDeletedEvent)
+          FileDeletedEvent, FileAttribEvent, DirCreatedEvent, DirMovedEvent, DirDeletedEvent)
+OPEN_CAP_SECONDS = 600  # an open file unchanged this long is judged anyway
 STREAM_SECONDS = 5.0  # longest one stream of settled files runs before the loop's other duties
 NETWORK_FS = ("nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs",
               "lustre", "gpfs", "beegfs", "sshfs", "davfs")
@@ -145,7 +147,15 @@ class _Events(FileSystemEventHandler):
                 self.watcher.request_rescan(path, self.root)  # a tree moved in with one mv
             return
         if kind != "deleted":
-            self.watcher.heard(path, self.root)
+            # a write under inotify: the writer has the file open until its close event. A
+            # polling observer sees no closes; "created" is also what a file moved in from
+            # outside looks like, and a chmod or utime says nothing about the writer
+            writing: bool | None = None
+            if kind == "modified" and not self.watcher.polled(self.root):
+                writing = True
+            elif kind in ("closed", "moved"):
+                writing = False
+            self.watcher.heard(path, self.root, writing)
 
 
 class _OverflowLog(logging.Handler):
@@ -182,6 +192,8 @@ class Watcher:
         self._pending: dict[str, _Pending] = {}
         self._rescan: set[tuple[str, str]] = {(r, r) for r in self.roots}  # catch-up at start
         self._departures: list[tuple[str, str, str, bool]] = []
+        self._open: dict[str, _Pending] = {}  # files a writer still has open (inotify)
+        self._polled: set[str] = set()  # roots under a polling observer
         self._denied: dict[str, str] = {}  # folders provgate may not read -> their root
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -196,7 +208,9 @@ class Watcher:
 
     # -- events ----------------------------------------------------------------------------
 
-    def heard(self, path: str, root: str) -> None:
+    def heard(self, path: str, root: str, writing: bool | None = False) -> None:
+        """An event about a file. One still open for writing waits in ``_open`` until its
+        close event (or OPEN_CAP_SECONDS without one); the settle window starts after that."""
         if self._ignored(path, root):
             return
         try:
@@ -204,15 +218,38 @@ class Watcher:
             size, mtime = st.st_size, st.st_mtime_ns
         except OSError:
             size, mtime = -1, -1
+        entry = _Pending(root, time.monotonic(), size, mtime)
         with self._lock:
             self._pending.pop(path, None)  # last heard goes last: see _take_settled
-            self._pending[path] = _Pending(root, time.monotonic(), size, mtime)
+            if writing is None:
+                writing = path in self._open
+            if writing:
+                self._open[path] = entry
+            else:
+                self._open.pop(path, None)
+                self._pending[path] = entry
+
+    def polled(self, root: str) -> bool:
+        return root in self._polled
+
+    def _release_stuck_writers(self) -> None:
+        """A file left open without a write for OPEN_CAP_SECONDS is judged as it is: a writer
+        that hangs must not keep a file out of the gate for ever."""
+        now = time.monotonic()
+        with self._lock:
+            stuck = [p for p, e in self._open.items() if now - e.heard >= OPEN_CAP_SECONDS]
+            for path in stuck:
+                self._pending[path] = self._open.pop(path)
+        for path in stuck:
+            log.warning("%s is still open for writing after %d s without a change: judging it "
+                        "as it is", path, OPEN_CAP_SECONDS)
 
     def departed(self, src: str, dest: str, root: str, is_dir: bool) -> None:
         """A file or folder deleted, or moved (``dest`` inside a watched tree or not)."""
         with self._lock:
             if not is_dir:
                 self._pending.pop(src, None)  # deleted while queued: nothing left to gate
+                self._open.pop(src, None)
             self._departures.append((src, dest, root, is_dir))
 
     def request_rescan(self, folder: str | None = None, root: str | None = None) -> None:
@@ -259,6 +296,7 @@ class Watcher:
                 self._settled_batch(gate)
                 if time.monotonic() >= next_status:
                     self._retry_denied()
+                    self._release_stuck_writers()
                     self._write_status()
                     sd_notify(f"WATCHDOG=1\nSTATUS={self.stats.decided} decided, "
                               f"{len(self._pending)} pending")
@@ -294,6 +332,10 @@ class Watcher:
         obs.start()
         self._observers.append(obs)
         self._by_root[root] = obs
+        if polling:
+            self._polled.add(root)
+        else:
+            self._polled.discard(root)
         log.info("%s: %s observer", root, "polling" if polling else "native")
 
     def _check_roots(self) -> None:
@@ -503,7 +545,7 @@ class Watcher:
 
     def _write_status(self, stopped: bool = False) -> None:
         with self._lock:
-            pending = len(self._pending)
+            pending = len(self._pending) + len(self._open)
         doc = {"pid": os.getpid(), "time": time.time(), "state": "stopped" if stopped else
                "running", "roots": self.roots, "pending": pending, "decided": self.stats.decided,
                "batches": self.stats.batches, "rescans": self.stats.rescans,
