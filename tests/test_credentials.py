@@ -92,7 +92,6 @@ def test_validation_opens_no_socket(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_no_socket_from_the_native_library_either(tmp_path: Path) -> None:
     """c2pa-rs does its own networking: watch the whole process with strace if present."""
-    import shutil
     need_tool("strace")
     log = tmp_path / "trace"
     out = subprocess.run(["strace", "-f", "-e", "trace=connect", "-o", str(log), sys.executable,

@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 
 from conftest import SAMPLES, run
 from provgate import data
