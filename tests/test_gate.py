@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -209,3 +210,22 @@ def test_pre_delivery_hook_script(delivery: Path, tmp_path: Path) -> None:
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert subprocess.run([str(hook)], env=env, capture_output=True).returncode == 2
+    # an editorial cut, with a name that starts with '-' beside it
+    import opentimelineio as otio
+    media = tmp_path / "cut media"
+    media.mkdir()
+    shutil.copy2(delivery / "ep101" / "final" / "human_capture.jpg", media / "-sh010.jpg")
+    tl = otio.schema.Timeline(name="lock")
+    track = otio.schema.Track(name="V1")
+    track.append(otio.schema.Clip(name="sh010", media_reference=otio.schema.ExternalReference(
+        target_url="/Volumes/Edit/-sh010.jpg"), source_range=otio.opentime.TimeRange(
+        otio.opentime.RationalTime(0, 24), otio.opentime.RationalTime(24, 24))))
+    tl.tracks.append(track)
+    otio.adapters.write_to_file(tl, str(tmp_path / "lock.otio"))
+    cut = subprocess.run([str(hook), "--report", str(report), "--timeline",
+                          str(tmp_path / "lock.otio"), "--media-root", f"/Volumes/Edit={media}",
+                          str(media / "-sh010.jpg")],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert cut.returncode == 0, cut.stderr
+    records = json.loads(report.read_text())
+    assert [r["clips"][0]["name"] for r in records if r["clips"]] == ["sh010"]

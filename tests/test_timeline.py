@@ -187,3 +187,17 @@ def test_fcp_xml_through_its_adapter(tmp_path: Path) -> None:
     runway = next(r for r in records if r["path"].endswith("ai_runway_clip.mp4"))
     assert runway["kind"] == "ai_generated" and runway["clips"][0]["name"] == "runway"
     assert runway["clips"][0]["source_in"] == "00:00:01:00"
+
+
+def test_media_given_beside_the_cut_is_gated_once(tmp_path: Path) -> None:
+    media = _media(tmp_path, "human_capture.jpg", "ai_iptc_generated.jpg")
+    v1 = otio.schema.Track(name="V1")
+    v1.append(_clip("sh010", (media / "human_capture.jpg").as_uri()))
+    code, records = _check_json("--timeline", _write(tmp_path, [v1]), media)
+    assert code == 1  # the folder holds an AI file the cut does not use: still gated
+    assert sorted(Path(r["path"]).name for r in records) == ["ai_iptc_generated.jpg",
+                                                              "human_capture.jpg"]
+    used = next(r for r in records if r["path"].endswith("human_capture.jpg"))
+    assert used["clips"][0]["name"] == "sh010"
+    rows = json.loads(run("ledger", "list", "--json").stdout)
+    assert len(rows) == 2  # recorded once each

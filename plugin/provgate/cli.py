@@ -279,7 +279,8 @@ def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
     opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode or "warn",
                     quarantine=quarantine, rescan=rescan, processes=processes, timeout=timeout,
                     exiftool=exiftool, actor="hook", include=include, exclude=exclude)
-    inputs = [*paths, *listed, *timeline.files(clips)]
+    given = [*paths, *listed]
+    inputs = [*given, *timeline.files(clips, covered=given)]
     if clips:
         records = _run(inputs, opts, fmt, lambda recs: timeline.attach(recs, clips),
                        timeline.problem_records(clips, zone or "final", opts.mode or "warn"))

@@ -173,9 +173,13 @@ def _timecodes(otio: Any, rng: Any) -> tuple[str, str]:
         return f"{rng.start_time.to_frames()}@{rate:g}", f"{end.to_frames()}@{rate:g}"
 
 
-def files(clips: Sequence[ClipUse]) -> list[str]:
-    """The distinct local files the clips use, present ones only, in first-use order."""
-    return list(dict.fromkeys(p for c in clips for p in c.paths if p not in c.missing))
+def files(clips: Sequence[ClipUse], covered: Sequence[str] = ()) -> list[str]:
+    """The distinct local files the clips use, present ones only, in first-use order, less
+    those a path given beside the timeline already covers (the file, or a folder holding
+    it), so that no file is gated, or recorded, twice in one run."""
+    tops = [os.path.abspath(c) for c in covered]
+    return [p for p in dict.fromkeys(p for c in clips for p in c.paths if p not in c.missing)
+            if not any(p == t or p.startswith(t.rstrip(os.sep) + os.sep) for t in tops)]
 
 
 def attach(records: Iterable[dict[str, Any]], clips: Sequence[ClipUse]
@@ -185,8 +189,13 @@ def attach(records: Iterable[dict[str, Any]], clips: Sequence[ClipUse]
     for c in clips:
         for p in c.paths:
             using.setdefault(p, []).append(c.to_dict())
+    seen: set[str] = set()
     for rec in records:
-        rec["clips"] = using.get(rec.get("_raw_path", rec["path"]), [])
+        path = rec.get("_raw_path", rec["path"])
+        if path in seen:
+            continue  # a cut's file that a folder given beside it held too: gated once
+        seen.add(path)
+        rec["clips"] = using.get(path, [])
         yield rec
 
 
