@@ -54,6 +54,7 @@ bench: setup
 
 # needs ffmpeg too (apt-get install ffmpeg)
 samples: setup
+	$(BIN)/pip install -q -e '.[samples]'
 	$(BIN)/python sample_media/make_samples.py
 	$(BIN)/python sample_media/make_c2pa_samples.py
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Rebuild provgate's sample media from nothing: Pillow, ffmpeg and ExifTool only.
+"""Rebuild provgate's sample media from nothing: Pillow (with pillow-heif for HEIC), ffmpeg
+and ExifTool only.
 
 Each sample carries the marking a real generator, camera or tool writes (SIGNALS.md), and
 EXPECTED.json says which kind provgate must give it. The committed files are what the tests
@@ -57,6 +58,15 @@ def jpeg(path: Path, seed: int, *tags: str) -> None:
         exiftool(*tags, str(path))
 
 
+def heic(path: Path, seed: int, *tags: str) -> None:
+    """HEIC through pillow-heif (ExifTool writes HEIC metadata but cannot make an image)."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    picture(seed).save(path, quality=50)
+    exiftool(*tags, str(path))
+
+
 def build(out: Path) -> dict[str, str]:
     expected: dict[str, str] = {}
 
@@ -80,6 +90,9 @@ def build(out: Path) -> dict[str, str]:
              str(out / "ai_composite_synthetic.tif"))
     picture(9).save(add("possible_composite.webp", "ai_possible"), quality=80)
     exiftool(f"-XMP-iptcExt:DigitalSourceType={DST}composite", str(out / "possible_composite.webp"))
+    heic(add("ai_midjourney.heic", "ai_generated"), 17,
+         f"-XMP-iptcExt:DigitalSourceType={DST}trainedAlgorithmicMedia",
+         "-XMP-xmp:CreatorTool=Midjourney v6")
     jpeg(add("possible_artist_ai.jpg", "ai_possible"), 10, "-IFD0:Artist=ai")
     png(add("algorithmic_procedural.png", "algorithmic"), 11, {})
     exiftool(f"-XMP-iptcExt:DigitalSourceType={DST}algorithmicMedia",
