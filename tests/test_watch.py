@@ -509,3 +509,20 @@ def test_file_open_for_writing_waits_for_its_close(root: Path) -> None:
         assert len(w.decisions()) == 1
     assert got[0]["fingerprint"] == "sha256:" + hashlib.sha256(data).hexdigest()
     assert got[0]["kind"] == "ai_generated"
+
+
+def test_systemd_unit_is_valid(tmp_path: Path) -> None:
+    """The unit as the README installs it, checked by systemd's own parser."""
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.skip("systemd-analyze is not installed")
+    from conftest import ROOT
+    unit = (ROOT / "hooks" / "systemd" / "provgate-watch.service").read_text()
+    assert "Type=notify" in unit and "Restart=on-failure" in unit
+    local = tmp_path / "provgate-watch.service"
+    local.write_text(unit.replace("/opt/provgate/.venv/bin/provgate",
+                                  str(Path(sys.executable).parent / "provgate")))
+    out = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "provgate-watch.service" not in out.stderr, out.stderr  # no warning about it
