@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
@@ -23,13 +22,13 @@ from provgate.assets import fingerprint
 from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, ProvgateError
 from provgate.ledger import Ledger
 from provgate.notify import setup_logging
-from provgate.pipeline import Gate, Options, gate_exit_code, summarize
+from provgate.output import (Printer, csv_writer, display_path, print_records, progress,
+                             summary_line)
+from provgate.pipeline import Gate, Options, gate_exit_code
 from provgate.policy import DEFAULT_POLICY, Policy, check_approval_glob
 from provgate.probe import ExifToolPool
 from provgate.signals import Catalogue
 
-CSV_FIELDS = ("id", "path", "kind", "c2pa", "zone", "action", "rule", "reason", "approval_ref",
-              "fingerprint", "size", "error", "outcome", "evidence")
 
 
 class Failure(click.ClickException):
@@ -106,7 +105,7 @@ def _run(paths: Iterable[str], opts: Options, fmt: str | None,
     printer = Printer(fmt)
     with Gate(opts) as gate:
         gate.recover()
-        records = (gate.run(paths, progress=_progress(show_progress, paths)) if paths
+        records = (gate.run(paths, progress=progress(show_progress, paths)) if paths
                    else iter(()))
         for rec in itertools.chain(enrich(records), extra):
             printer.emit(rec)
@@ -116,121 +115,6 @@ def _run(paths: Iterable[str], opts: Options, fmt: str | None,
         click.echo("\r\033[K", nl=False, err=True)
     printer.finish()
     return slim
-
-
-def _progress(enabled: bool, paths: Iterable[str] = ()) -> Callable[[int], None] | None:
-    """A bar on stderr while machine output goes to stdout. The total is counted by a quick
-    walk beside the scan (names only); until it is known, a counter."""
-    if not enabled:
-        return None
-    import threading
-
-    seen, total = [0], [0]
-
-    def count() -> None:
-        n = 0
-        for p in paths:
-            n += sum(len(f) for _, _, f in os.walk(p)) if os.path.isdir(p) else 1
-        total[0] = n
-    threading.Thread(target=count, daemon=True).start()
-
-    def tick(n: int) -> None:
-        seen[0] += n
-        if total[0] >= seen[0]:
-            done = seen[0] / max(total[0], 1)
-            bar = "#" * int(done * 30)
-            click.echo(f"\rprovgate: [{bar:<30}] {seen[0]}/{total[0]} files", nl=False,
-                       err=True)
-        else:
-            click.echo(f"\rprovgate: {seen[0]} files...", nl=False, err=True)
-    return tick
-
-
-def _public(rec: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in rec.items() if not k.startswith("_")}
-
-
-def _print(records: Iterable[dict[str, Any]], fmt: str | None) -> None:
-    printer = Printer(fmt)
-    for r in records:
-        printer.emit(r)
-    printer.finish()
-
-
-class Printer:
-    """Records out as they come: a table, a JSON array, NDJSON or CSV."""
-
-    colour = {"block": "red", "escalate": "yellow", "flag": "cyan", "allow": "green"}
-
-    def __init__(self, fmt: str | None) -> None:
-        self.fmt = fmt
-        self.count = 0
-        self.width = shutil.get_terminal_size((140, 20)).columns
-        self.csv = _csv_writer(sys.stdout, CSV_FIELDS) if fmt == "csv" else None
-
-    def emit(self, r: dict[str, Any]) -> None:
-        first = self.count == 0
-        self.count += 1
-        if self.fmt in ("json", "ndjson"):
-            # one record a line: json's C encoder (indent= falls back to pure Python)
-            line = json.dumps(_public(r), ensure_ascii=False, default=str)
-            if self.fmt == "json":
-                line = ("[\n" if first else ",\n") + line
-                click.echo(line, nl=False)
-            else:
-                click.echo(line)
-        elif self.csv is not None:
-            if first:
-                self.csv.writeheader()
-            self.csv.writerow({**r, "approval_ref": (r.get("approval") or {}).get("ref") or
-                               r.get("approval_ref"), "evidence": json.dumps(r["evidence"])})
-        elif self.fmt is None:
-            if first:
-                click.echo(f"{'ACTION':<9} {'KIND':<13} {'C2PA':<16} {'ZONE':<9} PATH / WHY")
-            action = click.style(f"{r['action']:<9}", fg=self.colour[r["action"]])
-            click.echo(f"{action} {r['kind']:<13} {r['c2pa']:<16} {r['zone']:<9} "
-                       f"{_display_path(r['path'])}")
-            why = _why(r)
-            if why:
-                click.echo(" " * 50 + why[: max(40, self.width - 50)])
-
-    def finish(self) -> None:
-        if self.fmt == "json":
-            click.echo("\n]" if self.count else "[]")
-        elif self.fmt is None and not self.count:
-            click.echo("no files found")
-        elif self.csv is not None and not self.count:
-            self.csv.writeheader()
-
-
-def _csv_writer(out: Any, fields: tuple[str, ...]) -> Any:
-    import csv  # only CSV output needs it
-
-    return csv.DictWriter(out, fields, extrasaction="ignore", lineterminator="\n")
-
-
-def _why(r: dict[str, Any]) -> str:
-    if r.get("error"):
-        return f"error: {r['error']}"
-    if r.get("approval"):
-        return f"approved: {r['approval']['ref']} by {r['approval']['by']}"
-    e = next((e for e in r["evidence"] if e["kind"] == r["kind"]), None)
-    if e:
-        return f"{e['meaning']} [{e['tag']}]"
-    return ""
-
-
-def _display_path(path: str) -> str:
-    rel = os.path.relpath(path)
-    shown = path if rel.startswith("..") else rel
-    return shown.encode("utf-8", "backslashreplace").decode("utf-8").replace("\n", "\\n")
-
-
-def _summary_line(records: list[dict[str, Any]]) -> str:
-    s = summarize(records)
-    parts = [f"{n} {a}" for a, n in sorted(s["actions"].items())]
-    extra = f", {s['approved']} by approval" if s["approved"] else ""
-    return f"provgate: {s['files']} files: {', '.join(parts) or 'nothing to do'}{extra}"
 
 
 @main.command()
@@ -248,7 +132,7 @@ def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger:
                     rescan=rescan, processes=processes, timeout=timeout, exiftool=exiftool,
                     record=not dry_run, actor="cli", include=include, exclude=exclude)
     records = _run(paths, opts, fmt)
-    click.echo(_summary_line(records), err=True)
+    click.echo(summary_line(records), err=True)
 
 
 @main.command()
@@ -289,7 +173,7 @@ def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
     code = gate_exit_code(records)
     held = [r for r in records if r["action"] in ("escalate", "block")]
     for r in held if fmt is None else []:
-        click.echo(f"HELD {r['action']}: {_display_path(r['path'])}: {r['reason']}", err=True)
+        click.echo(f"HELD {r['action']}: {display_path(r['path'])}: {r['reason']}", err=True)
         for c in r.get("clips") or []:
             click.echo(f"     used by {c['track']} {c['name']!r}: source {c['source_in']}-"
                        f"{c['source_out']}, record {c['record_in']}-{c['record_out']}", err=True)
@@ -299,7 +183,7 @@ def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
         click.echo(f"provgate: timeline: {len(clips)} clips with media, {failing} failing",
                    err=True)
     verdict = "FAILED" if code else "passed"
-    click.echo(f"{_summary_line(records)}; gate {verdict}", err=True)
+    click.echo(f"{summary_line(records)}; gate {verdict}", err=True)
     sys.exit(code)
 
 
@@ -606,7 +490,7 @@ def ledger_list(action: str | None, kind: str | None, since: str | None,
         return
     for r in rows:
         click.echo(f"#{r['id']:<6} {r['time'][:19]} {r['action']:<8} {r['kind']:<13} "
-                   f"{r['zone']:<8} {_display_path(r['path'])}")
+                   f"{r['zone']:<8} {display_path(r['path'])}")
 
 
 @ledger.command("events")
@@ -624,9 +508,9 @@ def ledger_events(since: str | None, path_glob: str | None, as_json: bool,
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     for e in rows:
-        dest = f" -> {_display_path(e['dest'])}" if e["dest"] else ""
+        dest = f" -> {display_path(e['dest'])}" if e["dest"] else ""
         click.echo(f"@{e['id']:<6} {e['time'][:19]} {e['event']:<8} "
-                   f"{_display_path(e['path'])}{dest}  (decision #{e['decision_id']})")
+                   f"{display_path(e['path'])}{dest}  (decision #{e['decision_id']})")
 
 
 @ledger.command("show")
@@ -655,7 +539,7 @@ def ledger_export(fmt: str, since: str | None, policy_path: str | None,
     with _open_ro(policy_path, ledger) as led:
         approvals = {a.id: a for a in led.approvals()}
         rows = [report_mod.record(r, approvals) for r in led.decisions(since=since)]
-    _print(rows, fmt)
+    print_records(rows, fmt)
 
 
 @ledger.command("verify")
@@ -701,7 +585,7 @@ def report(since: str | None, path_glob: str | None, zone: str | None, fmt: str,
             json.dump(doc, out, indent=1, ensure_ascii=False, default=str)
             out.write("\n")
         else:
-            writer = _csv_writer(out, report_mod.CSV_FIELDS)
+            writer = csv_writer(out, report_mod.CSV_FIELDS)
             writer.writeheader()
             writer.writerows(report_mod.csv_rows(doc))
     chain = doc["report"]["chain"]
