@@ -30,6 +30,7 @@ from provgate.signals import Catalogue, Signal
 from provgate.verdict import Verdict, c2pa_state_from_metadata, judge
 
 log = logging.getLogger("provgate")
+_BIG_FILE = 64 << 20  # hashed in a task of its own
 
 
 @dataclass
@@ -227,13 +228,16 @@ class Gate:
     def _read(self, todo: list[Asset]) -> tuple[list[Asset], dict[str, str | None],
                                                   dict[str, Metadata]]:
         """Fingerprints and ExifTool metadata (the file's and its sidecar's) for one batch."""
-        # one hashing task per batch, beside the ExifTool call: a future per file costs
-        # more than hashing a small file does
-        hashing = self._hasher.submit(_fingerprint_all, todo)
+        # hashing beside the ExifTool call: small files in one task (a future per file costs
+        # more than hashing one), each large file in its own, so two hash at once
+        big = [a for a in todo if a.size > _BIG_FILE]
+        tasks = [self._hasher.submit(_fingerprint_all, [a for a in todo if a.size <= _BIG_FILE]),
+                 *(self._hasher.submit(_fingerprint_all, [a]) for a in big)]
         listing = folder_listing()
         sidecars = {a.path: sidecar_for(a.path, listing) for a in todo}
         metas = self.pool.probe([a.path for a in todo] + [s for s in sidecars.values() if s])
-        return hashing.result(), sidecars, metas
+        hashed = {a.path: a for t in tasks for a in t.result()}
+        return [hashed[a.path] for a in todo], sidecars, metas
 
     def _judge(self, ready: dict[str, tuple[Asset, Verdict, bool]],
                reading: Future[Any] | None) -> dict[str, tuple[Asset, Verdict, bool]]:
