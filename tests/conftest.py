@@ -107,3 +107,28 @@ def without_dac_override() -> list[str]:
             return []  # an ordinary user has permission checks anyway
         pytest.skip("setpriv cannot drop capabilities here")
     return drop
+
+
+HANG_CONFIG = """
+# A user-defined tag whose value takes an hour for files named *hang*: real ExifTool, stuck.
+%Image::ExifTool::UserDefined = (
+    'Image::ExifTool::Composite' => {
+        HangForTest => { Require => 'FileName', ValueConv => 'sleep(3600) if $val =~ /hang/; $val' },
+    },
+);
+1;
+"""
+
+
+def hanging_exiftool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make the real ExifTool hang on files named *hang* (HANG_CONFIG) for the gate; returns a
+    catalogue that asks for the hanging tag."""
+    from provgate.signals import DEFAULT_CATALOGUE
+
+    cfg = tmp_path / "hang.config"
+    cfg.write_text(HANG_CONFIG)
+    monkeypatch.setenv("PROVGATE_EXIFTOOL_CONFIG", str(cfg))
+    cat = tmp_path / "sig.toml"
+    cat.write_text(DEFAULT_CATALOGUE.read_text().replace(
+        'tags = ["JUMBF:JUMDLabel"', 'tags = ["Composite:HangForTest", "JUMBF:JUMDLabel"'))
+    return cat

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, by_name, run, run_json, without_dac_override
+from conftest import HANG_CONFIG, SAMPLES, by_name, hanging_exiftool, run, run_json, without_dac_override
 from provgate.assets import Asset
 from provgate.errors import ExifToolUnavailable
 from provgate.pipeline import Gate, Options
@@ -168,15 +168,6 @@ def test_exiftool_too_old_is_refused(tmp_path: Path) -> None:
         ExifToolPool([], processes=1, executable=str(fake))
 
 
-HANG_CONFIG = """
-# A user-defined tag whose value takes an hour for files named *hang*: real ExifTool, stuck.
-%Image::ExifTool::UserDefined = (
-    'Image::ExifTool::Composite' => {
-        HangForTest => { Require => 'FileName', ValueConv => 'sleep(3600) if $val =~ /hang/; $val' },
-    },
-);
-1;
-"""
 
 
 def hang_pool(tmp_path: Path, timeout: float) -> ExifToolPool:
@@ -229,13 +220,7 @@ def test_scan_goes_on_past_a_hanging_file(tmp_path: Path, monkeypatch: pytest.Mo
     tree.mkdir()
     for name in ("a.jpg", "hang.jpg", "b.jpg"):
         shutil.copy2(SAMPLES / "ai_iptc_generated.jpg", tree / name)
-    cfg = tmp_path / "hang.config"
-    cfg.write_text(HANG_CONFIG)
-    monkeypatch.setenv("PROVGATE_EXIFTOOL_CONFIG", str(cfg))
-    cat = tmp_path / "sig.toml"
-    from provgate.signals import DEFAULT_CATALOGUE
-    cat.write_text(DEFAULT_CATALOGUE.read_text().replace(
-        'tags = ["JUMBF:JUMDLabel"', 'tags = ["Composite:HangForTest", "JUMBF:JUMDLabel"'))
+    cat = hanging_exiftool(tmp_path, monkeypatch)
     with Gate(Options(timeout=2, catalogue=cat)) as gate:
         records = by_name(list(gate.run([str(tree)])))
     assert records["a.jpg"]["kind"] == records["b.jpg"]["kind"] == "ai_generated"

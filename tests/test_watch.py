@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, run, without_dac_override
+from conftest import SAMPLES, hanging_exiftool, run, without_dac_override
 from provgate.errors import LedgerError
 from provgate.ledger import Ledger
 from provgate.pipeline import Options
@@ -396,14 +396,7 @@ def test_own_quarantine_on_another_filesystem_is_not_a_departure(
 
 def test_exiftool_hanging_on_one_file_the_daemon_goes_on(
         root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_bad_input import HANG_CONFIG
-    from provgate.signals import DEFAULT_CATALOGUE
-    cfg = tmp_path / "hang.config"
-    cfg.write_text(HANG_CONFIG)
-    monkeypatch.setenv("PROVGATE_EXIFTOOL_CONFIG", str(cfg))
-    cat = tmp_path / "sig.toml"
-    cat.write_text(DEFAULT_CATALOGUE.read_text().replace(
-        'tags = ["JUMBF:JUMDLabel"', 'tags = ["Composite:HangForTest", "JUMBF:JUMDLabel"'))
+    cat = hanging_exiftool(tmp_path, monkeypatch)
     temp = root / "ep101" / "temp"
     with Running([root], timeout=2, catalogue=cat, mode="warn") as w:
         for n in ("a.jpg", "hang.jpg", "b.jpg"):
