@@ -519,3 +519,15 @@ def test_systemd_unit_is_valid(tmp_path: Path) -> None:
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert "provgate-watch.service" not in out.stderr, out.stderr  # no warning about it
+
+
+def test_departure_of_a_file_whose_name_is_not_utf8(root: Path) -> None:
+    final = os.fsencode(root / "ep101" / "final")
+    odd = final + b"/take\xff.jpg"  # Latin-1 from an old Windows share
+    with Running([root], mode="warn") as w:
+        with open(odd, "wb") as fh:
+            fh.write(CLEAN.read_bytes())
+        wait_for(lambda: w.decisions())
+        os.unlink(odd)
+        events = wait_for(lambda: w.events())
+    assert events[0]["event"] == "removed" and events[0]["path"].endswith("take\\xff.jpg")

@@ -34,7 +34,7 @@ from watchdog.observers.polling import PollingObserver
 from provgate.assets import Asset, GlobSet, anywhere, stat_asset
 from provgate.errors import ConfigError, LedgerError, ProvgateError
 from provgate.ledger import now_iso
-from provgate.pipeline import Gate, Options
+from provgate.pipeline import Gate, Options, text_path
 from provgate.policy import Policy
 
 log = logging.getLogger("provgate")
@@ -406,13 +406,16 @@ class Watcher:
                 continue  # the root itself went away: caught up when it is back
             inside = bool(dest) and any(dest == r or dest.startswith(r + os.sep)
                                         for r in self.roots) and not self._ignored(dest, root)
-            rows = (gate.ledger.cached_under(src) if is_dir
-                    else list(gate.ledger.cached_files([src]).values()))
+            # the cache holds paths as text (undecodable bytes escaped): look up in that form,
+            # but ask the filesystem with the real name
+            rows = (gate.ledger.cached_under(text_path(src)) if is_dir
+                    else list(gate.ledger.cached_files([text_path(src)]).values()))
             for row in rows:
-                if os.path.lexists(row["path"]):
+                if os.path.lexists(src if not is_dir else row["path"]):
                     continue  # replaced in place (an editor's save): the new file is heard
                 if inside:
-                    events.append(("moved", row, dest + row["path"][len(src):]))
+                    dest_text = text_path(dest)
+                    events.append(("moved", row, dest_text + row["path"][len(text_path(src)):]))
                 else:
                     events.append(("removed", row, ""))
         self._write_departures(gate, events)
