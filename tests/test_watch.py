@@ -531,3 +531,40 @@ def test_departure_of_a_file_whose_name_is_not_utf8(root: Path) -> None:
         os.unlink(odd)
         events = wait_for(lambda: w.events())
     assert events[0]["event"] == "removed" and events[0]["path"].endswith("take\\xff.jpg")
+
+
+def test_full_disk_under_the_ledger_is_waited_out(root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """The ledger's filesystem fills up: the daemon logs it, keeps running, and once space is
+    back it catches up, so the file that arrived meanwhile is decided, not dropped."""
+    import tempfile
+    mnt = Path(tempfile.mkdtemp(prefix="provgate-ledgerfs-"))
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        mnt.rmdir()
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        monkeypatch.setenv("PROVGATE_LEDGER", str(mnt / "ledger.db"))
+        temp = root / "ep101" / "temp"
+        with Running([root], mode="warn") as w:
+            shutil.copy2(CLEAN, temp / "first.jpg")
+            wait_for(lambda: w.decisions())
+            filler = mnt / "filler"
+            try:  # every byte left on the ledger's filesystem
+                with open(filler, "wb") as fh:
+                    while True:
+                        fh.write(b"\0" * 4096)
+                        fh.flush()
+            except OSError:
+                pass
+            for i in range(40):  # enough rows to need new pages
+                shutil.copy2(AI, temp / f"while_full_{i:02}.jpg")
+            wait_for(lambda: "failed (1 in a row" in caplog.text, 30)
+            assert w.error is None and w.thread.is_alive()
+            filler.unlink()  # space is back
+            wait_for(lambda: len(w.decisions()) >= 41, 60)
+        assert sorted(names(w.decisions()))[-1] == "while_full_39.jpg"
+        assert run("ledger", "verify").exit_code == 0
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        mnt.rmdir()

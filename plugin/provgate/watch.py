@@ -43,6 +43,7 @@ log = logging.getLogger("provgate")
 EVENTS = (FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent,
           FileDeletedEvent, FileAttribEvent, DirCreatedEvent, DirMovedEvent, DirDeletedEvent)
 OPEN_CAP_SECONDS = 600  # an open file unchanged this long is judged anyway
+MAX_FAILURES = 8  # the same loop duty failing this often in a row stops the daemon
 STREAM_SECONDS = 5.0  # longest one stream of settled files runs before the loop's other duties
 NETWORK_FS = ("nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs",
               "lustre", "gpfs", "beegfs", "sshfs", "davfs")
@@ -195,6 +196,7 @@ class Watcher:
         self._open: dict[str, _Pending] = {}  # files a writer still has open (inotify)
         self._polled: set[str] = set()  # roots under a polling observer
         self._denied: dict[str, str] = {}  # folders provgate may not read -> their root
+        self._failures: dict[str, int] = {}  # loop duty -> failures in a row
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -291,9 +293,9 @@ class Watcher:
             while not self._stop.is_set():
                 gate = self._maybe_reload(gate)
                 self._check_roots()
-                self._record_departures(gate)
-                self._rescan_requested(gate)
-                self._settled_batch(gate)
+                for duty in (self._record_departures, self._rescan_requested,
+                             self._settled_batch):
+                    self._do(duty, gate)
                 if time.monotonic() >= next_status:
                     self._retry_denied()
                     self._release_stuck_writers()
@@ -314,6 +316,25 @@ class Watcher:
             self._write_status(stopped=True)
             self._release_lock()
             log.info("stopped after %d decisions", self.stats.decided)
+
+    def _do(self, duty: Any, gate: Gate) -> None:
+        """One duty of the loop. A failure (a full disk, a locked ledger) is logged and the
+        roots are caught up once it clears, so the files in hand are not dropped; the same
+        duty failing MAX_FAILURES times in a row stops the daemon (the service restarts it)."""
+        name = duty.__name__
+        try:
+            duty(gate)
+        except Exception as exc:  # noqa: BLE001 - a deaf daemon is worse than a logged error
+            count = self._failures.get(name, 0) + 1
+            self._failures[name] = count
+            if count >= MAX_FAILURES:
+                raise
+            log.error("%s failed (%d in a row; retrying, then catching up): %s",
+                      name.strip("_").replace("_", " "), count, exc)
+            self.request_rescan()
+            self._stop.wait(min(30.0, 2.0 ** count))
+        else:
+            self._failures.pop(name, None)
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
