@@ -301,7 +301,7 @@ class Watcher:
                     self._release_stuck_writers()
                     self._write_status()
                     sd_notify(f"WATCHDOG=1\nSTATUS={self.stats.decided} decided, "
-                              f"{len(self._pending)} pending")
+                              f"{len(self._pending) + len(self._open)} pending")
                     next_status = time.monotonic() + self.status_interval
                 self._stop.wait(0.1)
         finally:
