@@ -200,7 +200,8 @@ def _totals_html(totals: dict[str, Any]) -> str:
 
 def _cell(f: dict[str, Any], col: str) -> str:
     q = f["quarantine"] or {}
-    value = {"quarantine_state": q.get("state") or "not moved",
+    unmoved = "not moved" + (f" ({f['mode']} mode)" if f.get("mode") != "enforce" else "")
+    value = {"quarantine_state": q.get("state") or unmoved,
              "quarantined_path": q.get("quarantined_path")}.get(col, f.get(col))
     return f'<td class="{col}">{_e(value)}</td>'
 
