@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import by_name, run, run_json
 from provgate import data
 from provgate.ledger import Ledger
@@ -179,3 +181,18 @@ def test_departure_events_are_chained_too(delivery: Path, ledger_path: Path) -> 
     conn.close()
     result = run("ledger", "verify")
     assert result.exit_code == 1 and "event 1 was changed" in result.stderr
+
+
+def test_relative_ledger_option_is_relative_to_the_working_folder(
+        delivery: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not to the policy's folder: for the built-in policy that is inside the installed
+    package (a `make demo` ledger once landed in plugin/provgate/.venv/)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("PROVGATE_LEDGER")
+    assert run("scan", delivery, "--ledger", "state/demo.db").exit_code == 0
+    assert (work / "state" / "demo.db").is_file()
+    monkeypatch.setenv("PROVGATE_QUARANTINE", "q")
+    from provgate.policy import Policy
+    assert Policy.load().quarantine_path() == work / "q"

@@ -141,16 +141,20 @@ class Policy:
         return self.doc.get("notifiers", [])
 
     def ledger_path(self, override: str | None = None) -> Path:
-        chosen = override or os.environ.get("PROVGATE_LEDGER") or self.doc.get("ledger")
-        if chosen:
-            return self._path(chosen)
-        return Path(platformdirs.user_data_dir("provgate")) / "ledger.db"
+        return self._state_path(override, "PROVGATE_LEDGER", "ledger", "ledger.db")
 
     def quarantine_path(self, override: str | None = None) -> Path:
-        chosen = override or os.environ.get("PROVGATE_QUARANTINE") or self.doc.get("quarantine")
-        if chosen:
-            return self._path(chosen)
-        return Path(platformdirs.user_data_dir("provgate")) / "quarantine"
+        return self._state_path(override, "PROVGATE_QUARANTINE", "quarantine", "quarantine")
+
+    def _state_path(self, override: str | None, env: str, key: str, default: str) -> Path:
+        """An option or environment value is relative to the working folder, the policy's
+        own value to the policy file's folder, and the default is the user data folder."""
+        given = override or os.environ.get(env)
+        if given:
+            return Path(os.path.abspath(os.path.expanduser(given)))
+        if self.doc.get(key):
+            return self._path(self.doc[key])
+        return Path(platformdirs.user_data_dir("provgate")) / default
 
     def trust_bundle(self) -> TrustBundle:
         t = self.doc.get("trust", {})
