@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,22 @@ def hanging_exiftool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cat.write_text(DEFAULT_CATALOGUE.read_text().replace(
         'tags = ["JUMBF:JUMDLabel"', 'tags = ["Composite:HangForTest", "JUMBF:JUMDLabel"'))
     return cat
+
+
+@contextlib.contextmanager
+def tmpfs(size: str) -> Iterator[Path]:
+    """A fresh tmpfs of ``size``: another filesystem, and one that can be filled. Skips the
+    test where mounting needs a root this machine does not give."""
+    import subprocess
+    import tempfile
+
+    mnt = Path(tempfile.mkdtemp(prefix="provgate-tmpfs-"))
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        mnt.rmdir()
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        mnt.rmdir()

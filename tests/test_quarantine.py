@@ -7,12 +7,12 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, by_name, run, run_json
+from conftest import SAMPLES, by_name, run, run_json, tmpfs
 from provgate import data
 from provgate.assets import discover
 from provgate.ledger import Ledger
@@ -96,16 +96,10 @@ def test_unusable_quarantine_leaves_the_file_in_place(delivery: Path, tmp_path: 
 
 
 @pytest.fixture
-def tiny_fs():
+def tiny_fs() -> Iterator[Path]:
     """A 64 KiB tmpfs: a full, and a different, filesystem."""
-    mnt = Path(tempfile.mkdtemp(prefix="provgate-tiny-"))
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        mnt.rmdir()
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=False)
-    mnt.rmdir()
+    with tmpfs("64k") as mnt:
+        yield mnt
 
 
 def test_quarantine_on_a_full_filesystem(tmp_path: Path, tiny_fs: Path) -> None:

@@ -94,3 +94,18 @@ def test_builtin_data_files_are_valid() -> None:
     from provgate.signals import DEFAULT_CATALOGUE
     data.validate(tomllib.loads(DEFAULT_CATALOGUE.read_text()), "signatures", "catalogue")
     data.validate(tomllib.loads(DEFAULT_POLICY.read_text()), "policy", "default policy")
+
+
+def test_progress_bar_counts_towards_the_walked_total(
+        samples: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from provgate.output import progress
+    tick = progress(True, [str(samples)])
+    assert tick is not None
+    time.sleep(0.5)  # the names-only walk beside the scan
+    tick(3)
+    err = capsys.readouterr().err
+    total = sum(1 for p in samples.iterdir() if p.is_file())
+    assert f"] 3/{total} files" in err and "[###" in err
+    assert progress(False) is None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, hanging_exiftool, run, without_dac_override
+from conftest import SAMPLES, hanging_exiftool, run, tmpfs, without_dac_override
 from provgate.errors import LedgerError
 from provgate.ledger import Ledger
 from provgate.pipeline import Options
@@ -369,13 +369,7 @@ def test_file_deleted_while_queued(root: Path) -> None:
 
 def test_own_quarantine_on_another_filesystem_is_not_a_departure(
         root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tempfile
-    mnt = Path(tempfile.mkdtemp(prefix="provgate-qfs-"))
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        mnt.rmdir()
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
+    with tmpfs("8m") as mnt:
         monkeypatch.setenv("PROVGATE_QUARANTINE", str(mnt / "quarantine"))
         final = root / "ep101" / "final"
         with Running([root]) as w:
@@ -389,9 +383,6 @@ def test_own_quarantine_on_another_filesystem_is_not_a_departure(
         assert json.loads(Path(str(kept) + ".provgate-receipt.json").read_text())["original_path"] \
             == str(final / "shot.jpg")
         assert events == []  # the quarantine table has it; no 'removed' on top
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
-        mnt.rmdir()
 
 
 def test_exiftool_hanging_on_one_file_the_daemon_goes_on(
@@ -537,13 +528,7 @@ def test_full_disk_under_the_ledger_is_waited_out(root: Path, monkeypatch: pytes
                                                  caplog: pytest.LogCaptureFixture) -> None:
     """The ledger's filesystem fills up: the daemon logs it, keeps running, and once space is
     back it catches up, so the file that arrived meanwhile is decided, not dropped."""
-    import tempfile
-    mnt = Path(tempfile.mkdtemp(prefix="provgate-ledgerfs-"))
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        mnt.rmdir()
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
+    with tmpfs("8m") as mnt:
         monkeypatch.setenv("PROVGATE_LEDGER", str(mnt / "ledger.db"))
         temp = root / "ep101" / "temp"
         with Running([root], mode="warn") as w:
@@ -565,6 +550,17 @@ def test_full_disk_under_the_ledger_is_waited_out(root: Path, monkeypatch: pytes
             wait_for(lambda: len(w.decisions()) >= 41, 60)
         assert sorted(names(w.decisions()))[-1] == "while_full_39.jpg"
         assert run("ledger", "verify").exit_code == 0
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
-        mnt.rmdir()
+
+
+def test_writer_that_never_closes_gets_its_file_judged(
+        root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import provgate.watch as watch_mod
+    monkeypatch.setattr(watch_mod, "OPEN_CAP_SECONDS", 1)
+    target = root / "ep101" / "temp" / "held_open.jpg"
+    with Running([root], settle=0.3, mode="warn", status_interval=0.2) as w:
+        with open(target, "wb") as fh:
+            fh.write(AI.read_bytes())
+            fh.flush()
+            got = wait_for(lambda: w.decisions(), 20)  # while the writer still holds it
+            assert "still open for writing" in caplog.text
+    assert got[0]["kind"] == "ai_generated"
