@@ -29,7 +29,8 @@ setup: exiftool $(VENV)/.installed
 
 demo: setup
 	$(BIN)/provgate scan sample_media $(SAMPLE_EXCLUDES) --ledger $(VENV)/demo-ledger.db
-	-$(BIN)/provgate check sample_media $(SAMPLE_EXCLUDES) --zone final --ledger $(VENV)/demo-ledger.db
+	-find sample_media -type f ! -name '*.py' ! -name '*.json' ! -name '*.pem' | \
+	  $(BIN)/provgate check --from - --zone final --ledger $(VENV)/demo-ledger.db
 	$(BIN)/provgate report --ledger $(VENV)/demo-ledger.db -o $(VENV)/demo-report.html
 
 # system tools the tests drive: strace (C2PA validation opens no socket), chromium (the HTML

@@ -23,6 +23,7 @@ EXPECTED: dict[str, str] = json.loads((SAMPLES / "EXPECTED.json").read_text())
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets its own ledger and quarantine, never the user's."""
+    (tmp_path / "state").mkdir(exist_ok=True)
     monkeypatch.setenv("PROVGATE_LEDGER", str(tmp_path / "state" / "ledger.db"))
     monkeypatch.setenv("PROVGATE_QUARANTINE", str(tmp_path / "state" / "quarantine"))
     monkeypatch.delenv("PROVGATE_POLICY", raising=False)

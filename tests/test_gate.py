@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -73,20 +71,31 @@ def test_approval_by_fingerprint(delivery: Path) -> None:
     assert rec["action"] == "escalate" and rec["approval"] is None
 
 
-def test_expired_and_revoked_approvals_do_not_count(delivery: Path) -> None:
+def test_expired_and_revoked_approvals_do_not_count(delivery: Path, tmp_path: Path,
+                                                    ledger_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from provgate.assets import fingerprint
+    from provgate.ledger import Ledger
+
     final = delivery / "ep101" / "final"
-    past = (datetime.now(timezone.utc) - timedelta(days=1)).date().isoformat()
-    run("approve", final / "ai_genfill_composite.jpg", "--ref", "OLD-1", "--by", "A",
-        "--expires", past)
+    pol = tmp_path / "p.toml"
+    pol.write_text(DEFAULT_POLICY.read_text().replace(
+        '# roots = ["/srv/delivery"]', f'roots = ["{delivery}"]'))
+    monkeypatch.setenv("PROVGATE_POLICY", str(pol))
+    approved = final / "ai_genfill_composite.jpg"
+    past = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat()
+    with Ledger(ledger_path) as led:  # an approval that has expired since it was given
+        led.add_approval(ref="OLD-1", approver="A", expires=past, path=str(approved),
+                         fingerprint=fingerprint(str(approved)))
     assert by_name(run_json("scan", final))["ai_genfill_composite.jpg"]["action"] == "escalate"
-    run("approve", str(final) + "/*.jpg", "--ref", "GLOB-2", "--by", "B")
+    assert run("approve", str(final) + "/*.jpg", "--ref", "GLOB-2", "--by", "B").exit_code == 0
     recs = by_name(run_json("scan", final))
     assert recs["ai_genfill_composite.jpg"]["approval"]["ref"] == "GLOB-2"
     assert recs["ai_iptc_generated.jpg"]["action"] == "allow"
     listing = json.loads(run("approvals", "--json").stdout)
     assert [a["active"] for a in listing] == [False, True]
     assert run("revoke", str(listing[1]["id"])).exit_code == 0
-    assert run("revoke", str(listing[1]["id"])).exit_code == 1
+    assert run("revoke", str(listing[1]["id"])).exit_code == 2  # already revoked
     assert by_name(run_json("scan", final))["ai_iptc_generated.jpg"]["action"] == "block"
     summary = run("check", final, "--zone", "final")
     assert summary.exit_code == 1
@@ -104,7 +113,7 @@ def test_approval_glob_outside_roots_is_refused(tmp_path: Path, delivery: Path) 
     assert outside.exit_code == 2 and "outside the roots" in outside.output
     escape = run("approve", f"{delivery}/../*.jpg", "--ref", "R", "--by", "B", "--policy", pol)
     assert escape.exit_code == 2
-    everything = run("approve", "/**", "--ref", "R", "--by", "B")
+    everything = run("approve", "/**", "--ref", "R", "--by", "B", "--policy", pol)
     assert everything.exit_code == 2 and "whole filesystem" in everything.output
 
 
@@ -128,7 +137,7 @@ def test_bad_policies_are_refused_with_the_key(tmp_path: Path, samples: Path, ed
 def test_policy_init_show_validate(tmp_path: Path) -> None:
     target = tmp_path / "provgate.toml"
     assert run("policy", "init", target).exit_code == 0
-    assert run("policy", "init", target).exit_code == 1  # never overwrites
+    assert run("policy", "init", target).exit_code == 2  # never overwrites
     assert run("policy", "validate", target).exit_code == 0
     shown = json.loads(run("policy", "show", "--policy", target).stdout)
     assert shown["digest"] == Policy.load(target).digest
@@ -194,38 +203,3 @@ min_action = "block"
     assert len(lines) == sum(1 for r in recs if r["action"] != "allow")
     blocked = [r for r in recs if r["action"] == "block"][0]
     assert any("notifier webhook failed" in w for w in blocked["warnings"])
-
-
-def test_pre_delivery_hook_script(delivery: Path, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-    hook = Path(__file__).resolve().parent.parent / "hooks" / "pre-delivery"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    report = tmp_path / "report.json"
-    held = subprocess.run([str(hook), "--report", str(report), str(delivery / "ep101" / "final")],
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert held.returncode == 1 and "gate FAILED" in held.stderr
-    assert {r["action"] for r in json.loads(report.read_text())} >= {"block", "escalate"}
-    ok = subprocess.run([str(hook), str(delivery / "ep101" / "temp")], env=env,
-                        capture_output=True, text=True, timeout=120)
-    assert ok.returncode == 0, ok.stderr
-    assert subprocess.run([str(hook)], env=env, capture_output=True).returncode == 2
-    # an editorial cut, with a name that starts with '-' beside it
-    import opentimelineio as otio
-    media = tmp_path / "cut media"
-    media.mkdir()
-    shutil.copy2(delivery / "ep101" / "final" / "human_capture.jpg", media / "-sh010.jpg")
-    tl = otio.schema.Timeline(name="lock")
-    track = otio.schema.Track(name="V1")
-    track.append(otio.schema.Clip(name="sh010", media_reference=otio.schema.ExternalReference(
-        target_url="/Volumes/Edit/-sh010.jpg"), source_range=otio.opentime.TimeRange(
-        otio.opentime.RationalTime(0, 24), otio.opentime.RationalTime(24, 24))))
-    tl.tracks.append(track)
-    otio.adapters.write_to_file(tl, str(tmp_path / "lock.otio"))
-    cut = subprocess.run([str(hook), "--report", str(report), "--timeline",
-                          str(tmp_path / "lock.otio"), "--media-root", f"/Volumes/Edit={media}",
-                          str(media / "-sh010.jpg")],
-                         env=env, capture_output=True, text=True, timeout=120)
-    assert cut.returncode == 0, cut.stderr
-    records = json.loads(report.read_text())
-    assert [r["clips"][0]["name"] for r in records if r["clips"]] == ["sh010"]

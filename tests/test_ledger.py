@@ -89,7 +89,7 @@ def test_export_list_show(delivery: Path) -> None:
     assert shown["hash"] == blocked[0]["hash"]
     csv_out = run("ledger", "export", "--csv").stdout.splitlines()
     assert csv_out[0].startswith("id,path,kind") and len(csv_out) == 8
-    assert run("ledger", "show", "9999").exit_code == 1
+    assert run("ledger", "show", "9999").exit_code == 2  # an unknown id is a usage error
 
 
 def test_ledger_that_is_not_a_database(tmp_path: Path, samples: Path) -> None:
@@ -188,7 +188,7 @@ def test_relative_ledger_option_is_relative_to_the_working_folder(
     """Not to the policy's folder: for the built-in policy that is inside the installed
     package (a `make demo` ledger once landed in plugin/provgate/.venv/)."""
     work = tmp_path / "work"
-    work.mkdir()
+    (work / "state").mkdir(parents=True)  # a --ledger's folder must exist
     monkeypatch.chdir(work)
     monkeypatch.delenv("PROVGATE_LEDGER")
     assert run("scan", delivery, "--ledger", "state/demo.db").exit_code == 0

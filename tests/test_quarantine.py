@@ -80,7 +80,7 @@ def test_restore_and_refusal(delivery: Path) -> None:
     assert not Path(first["quarantined_path"]).exists()
     states = {m["id"]: m["state"] for m in json.loads(run("quarantine", "list", "--json").stdout)}
     assert states[first["id"]] == "restored"
-    assert run("quarantine", "restore", str(first["id"])).exit_code == 1
+    assert run("quarantine", "restore", str(first["id"])).exit_code == 2  # nothing to restore
 
 
 def test_unusable_quarantine_leaves_the_file_in_place(delivery: Path, tmp_path: Path) -> None:
@@ -233,7 +233,7 @@ def test_tag_command_labels_working_media(tmp_path: Path) -> None:
     shutil.copy2(SAMPLES / "unknown_camera.jpg", g)
     before = g.read_bytes()
     refused = run("tag", g, "--source-type", "trainedAlgorithmicMedia")
-    assert refused.exit_code == 1 and "final zone" in refused.output
+    assert refused.exit_code == 2 and "final zone" in refused.output
     assert g.read_bytes() == before
     assert run("tag", g, "--source-type", "trainedAlgorithmicMedia", "--force").exit_code == 0
     assert json.loads(run("ledger", "list", "--json", "--path", str(g)).stdout)[-1]["action"] \

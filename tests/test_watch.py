@@ -124,13 +124,15 @@ def test_partial_then_rename_counts_once(root: Path) -> None:
     with Running([root]) as w:
         part = root / "ep101" / "final" / "clip.jpg.part"
         shutil.copy2(CLEAN, part)
-        time.sleep(1.2)
-        assert w.decisions() == []  # a transfer partial is never read
+        # a partial left standing in a final zone is an incomplete delivery: held, never read
+        held = wait_for(lambda: w.decisions())
+        assert names(held) == ["clip.jpg.part"] and held[0]["action"] == "escalate"
+        assert "transfer partial" in held[0]["error"] and held[0]["fingerprint"] is None
         os.rename(part, root / "ep101" / "final" / "clip.jpg")
-        got = wait_for(lambda: w.decisions())
+        got = wait_for(lambda: len(w.decisions()) > 1 and w.decisions())
         time.sleep(1.0)
-        assert names(w.decisions()) == ["clip.jpg"]
-    assert got[0]["kind"] == "unknown"
+        assert names(w.decisions()) == ["clip.jpg.part", "clip.jpg"]
+    assert got[1]["kind"] == "unknown"
 
 
 def test_tree_moved_in_with_one_mv(root: Path, tmp_path: Path) -> None:
@@ -564,3 +566,18 @@ def test_writer_that_never_closes_gets_its_file_judged(
             got = wait_for(lambda: w.decisions(), 20)  # while the writer still holds it
             assert "still open for writing" in caplog.text
     assert got[0]["kind"] == "ai_generated"
+
+
+def test_hidden_files_heard_in_final_are_held_and_elsewhere_left_out(root: Path) -> None:
+    """The daemon's events go through the walk's filter: a hidden file in a final zone is a
+    held record, the same file in a working zone is left out."""
+    with Running([root], mode="warn") as w:
+        shutil.copy2(AI, root / "ep101" / "final" / ".key_art.jpg")
+        shutil.copy2(AI, root / "ep101" / "temp" / ".notes.jpg")
+        shutil.copy2(CLEAN, root / "ep101" / "temp" / "after.jpg")
+        wait_for(lambda: len(w.decisions()) >= 2)
+        time.sleep(1.0)
+    by = {Path(d["path"]).name: d for d in w.decisions()}
+    assert set(by) == {".key_art.jpg", "after.jpg"}
+    assert by[".key_art.jpg"]["action"] == "escalate"
+    assert "hidden file" in by[".key_art.jpg"]["error"]

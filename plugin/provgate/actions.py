@@ -4,7 +4,8 @@ A block in enforce mode moves the file into the quarantine folder under its path
 its root, with a JSON receipt beside it. Same filesystem: a hard link to the new name (which
 fails rather than replace anything) and then the old name is removed. Across filesystems: copy
 to a partial name, fsync, verify the sha256, then link into place and remove the source. Any
-failure leaves the original where it was and says why.
+failure leaves the original where it was and says why. A media file's sidecars (``clip.mov.xmp``,
+``clip.xmp``, ``clip.mov.c2pa``, ``clip.c2pa``) move with it, the same way, and come back with it.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def receipt(move: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
         "receipt_version": 1,
         "move_id": move["id"],
         "decision_id": move["decision_id"],
-        "original_path": move["original_path"],
-        "quarantined_path": move["quarantined_path"],
+        "original_path": _text(move["original_path"]),  # the exact name, or \xNN escapes
+        "quarantined_path": _text(move["quarantined_path"]),
         "fingerprint": move["fingerprint"],
         "size": move["size"],
         "time": move["created"],
@@ -63,13 +64,19 @@ def receipt(move: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
         "host": socket.gethostname(),
         "decision": {k: record.get(k) for k in ("kind", "c2pa", "zone", "rule", "action",
                                                  "reason", "policy_digest")},
+        # the sidecars (XMP, C2PA) that travel with the file; restore brings them back too
+        "sidecars": [{"original_path": _text(e["original_path"]),
+                      "quarantined_path": _text(e["quarantined_path"]),
+                      "fingerprint": e["fingerprint"], "size": e["size"]}
+                     for e in move_sidecars(move)],
     }
     data.validate(doc, "receipt", "receipt")
     return doc
 
 
 def quarantine(move: dict[str, Any], record: dict[str, Any]) -> None:
-    """Carry out one planned move (a ``quarantine`` ledger row). Raises ActionError on failure.
+    """Carry out one planned move (a ``quarantine`` ledger row) and the sidecars it carries.
+    Raises ActionError when the media file cannot be moved (its sidecars then stay too).
 
     Idempotent, so that a move interrupted by a crash can be finished at the next start.
     """
@@ -78,36 +85,158 @@ def quarantine(move: dict[str, Any], record: dict[str, Any]) -> None:
     if _already_moved(src, dst, move["fingerprint"]):
         _finish(src, dst)
         _write_receipt(rec_path, receipt(move, record))
-        return
-    if not src.exists():
-        raise ActionError(f"{src} is gone: nothing to quarantine")
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        _write_receipt(rec_path, receipt(move, record))
-        _place(src, dst, move["fingerprint"])
-    except OSError as exc:
-        raise ActionError(f"could not quarantine {src}: {_why(exc)}; the file was left in place"
-                          ) from exc
-    _finish(src, dst)
+    else:
+        if not src.exists():
+            raise ActionError(f"{src} is gone: nothing to quarantine")
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _write_receipt(rec_path, receipt(move, record))
+            _place(src, dst, move["fingerprint"])
+        except OSError as exc:
+            raise ActionError(f"could not quarantine {src}: {_why(exc)}; the file was left in "
+                              "place") from exc
+        _finish(src, dst)
+    # its sidecars follow only once the media file is in quarantine: a media file left in
+    # place keeps its evidence beside it. A sidecar that cannot follow stays behind (an
+    # orphan, held in a final zone) and the move says so; the media file's move stands.
+    problems = place_sidecars(move_sidecars(move))
+    if problems:
+        move["sidecar_problems"] = problems
+        record.setdefault("warnings", []).extend(problems)
 
 
-def restore(move: dict[str, Any]) -> None:
-    """Put a quarantined file back, refusing if something now sits at its original path."""
+def restore(move: dict[str, Any]) -> list[str]:
+    """Put a quarantined file and its sidecars back, refusing (before anything moves) if
+    something now sits at one of their original paths. Returns the sidecars put back."""
     src, dst = Path(move["quarantined_path"]), Path(move["original_path"])
-    if os.path.lexists(dst):
+    # the sidecars that went with it (and are still in quarantine) come back with it, to
+    # their names as the ledger shows them, like the media file (``original_path`` is text)
+    sidecars = [{**e, "original_path": _text(e["original_path"])} for e in move_sidecars(move)
+                if os.path.lexists(e["quarantined_path"])]
+    if os.path.lexists(dst) and not _same_file(src, dst):
         raise ActionError(f"cannot restore: {dst} exists now; move it away first")
+    for e in sidecars:
+        if os.path.lexists(e["original_path"]) and not _same_file(
+                Path(e["quarantined_path"]), Path(e["original_path"])):
+            raise ActionError(f"cannot restore: {e['original_path']} exists now (where the "
+                              f"sidecar of {dst.name} goes back); move it away first")
     if not src.exists():
         raise ActionError(f"cannot restore: the quarantined copy {src} is missing")
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        _place(src, dst, move["fingerprint"])
-    except OSError as exc:
-        raise ActionError(f"could not restore {dst}: {_why(exc)}; the file stays in quarantine"
-                          ) from exc
-    _finish(src, dst)
+    # sidecars first: if one cannot go back, the media file is still in quarantine and a
+    # second restore finishes the job (a sidecar already back is no longer in quarantine)
+    for e in sidecars:
+        _put_back(Path(e["quarantined_path"]), Path(e["original_path"]), e["fingerprint"],
+                  "sidecar ")
+    _put_back(src, dst, move["fingerprint"])
     rec = Path(move["receipt_path"])
     if rec.exists():
         rec.rename(str(rec) + ".restored")
+    return [e["original_path"] for e in sidecars]
+
+
+def move_sidecars(move: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sidecars a move carries: each ``original_path``, ``quarantined_path``,
+    ``fingerprint``, ``size`` (JSON text in the ledger row, a list in a planned move)."""
+    raw = move.get("sidecars")
+    if not raw:
+        return []
+    return json.loads(raw) if isinstance(raw, str) else list(raw)
+
+
+def plan_sidecars(media: str, target: Path, taken: set[Path] = frozenset()
+                  ) -> list[dict[str, Any]]:
+    """The sidecars that travel with ``media`` (``clip.mov.xmp``, ``clip.xmp``,
+    ``clip.mov.c2pa``, ``clip.c2pa``; not a ``clip.xmp`` another media file shares) and where
+    each goes: beside ``target``, named after it (``clip~2.mov`` takes ``clip~2.mov.xmp``)."""
+    from provgate.assets import sidecars_of
+
+    out: list[dict[str, Any]] = []
+    for side in sidecars_of(media, shared=False):
+        entry = plan_sidecar(side, media, target,
+                             {*taken, *(Path(e["quarantined_path"]) for e in out)})
+        if entry:
+            out.append(entry)
+    return out
+
+
+def plan_sidecar(side: str, media: str, target: Path, taken: set[Path] = frozenset()
+                 ) -> dict[str, Any] | None:
+    """One sidecar's move beside the media file's quarantined copy ``target``; a free name,
+    never an existing file's. None when the sidecar cannot be read (it stays, an orphan)."""
+    stem, suffix = os.path.splitext(os.path.basename(side))
+    target = Path(target)
+    # clip.mov.xmp follows clip.mov's new name; clip.xmp its new name without extension
+    new_stem = target.name if stem == os.path.basename(media) else target.stem
+    cand, n = target.parent / f"{new_stem}{suffix}", 1
+    while cand in taken or os.path.lexists(cand):
+        n += 1
+        cand = target.parent / f"{new_stem}~{n}{suffix}"
+    try:
+        size = os.stat(side).st_size
+        fp = fingerprint(side)
+    except OSError:
+        return None
+    return {"original_path": side, "quarantined_path": str(cand), "fingerprint": fp,
+            "size": size}
+
+
+def place_sidecars(entries: list[dict[str, Any]]) -> list[str]:
+    """Move sidecars into quarantine, each like a media file (hard link, or copy and verify,
+    then remove the source; never over an existing file) and idempotent: one already there
+    with its fingerprint is only finished. Returns what could not be moved, and why."""
+    problems = []
+    for e in entries:
+        src, dst = Path(e["original_path"]), Path(e["quarantined_path"])
+        try:
+            if os.path.lexists(dst) and (_same_file(src, dst) or fingerprint(str(dst)) ==
+                                         e["fingerprint"]):
+                _finish(src, dst)  # moved before a crash: drop the source if it is the same
+                continue
+            if not src.exists():
+                problems.append(f"sidecar {_text(str(src))} was gone before it could follow "
+                                "its media file")
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _place(src, dst, e["fingerprint"])
+            _finish(src, dst)
+        except OSError as exc:
+            problems.append(f"sidecar {_text(str(src))} left in place: {_why(exc)}")
+        except (ActionError, FileChanged) as exc:
+            problems.append(f"sidecar {_text(str(src))} left in place: {exc}")
+    return problems
+
+
+def write_receipt(move: dict[str, Any], record: dict[str, Any]) -> None:
+    """(Re)write a move's receipt, e.g. once a late sidecar joined it."""
+    _write_receipt(Path(move["receipt_path"]), receipt(move, record))
+
+
+def _put_back(src: Path, dst: Path, fp: str, what: str = "") -> None:
+    """Restore one file from quarantine; finishing a restore a crash interrupted."""
+    try:
+        if not (os.path.lexists(dst) and _same_file(src, dst)):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _place(src, dst, fp)
+    except OSError as exc:
+        raise ActionError(f"could not restore {what}{dst}: {_why(exc)}; the file stays in "
+                          "quarantine") from exc
+    _finish(src, dst)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _text(path: str) -> str:
+    """A path as JSON text can hold (undecodable bytes as ``\\xNN``), as in the ledger."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _already_moved(src: Path, dst: Path, fp: str) -> bool:

@@ -33,6 +33,12 @@ class Asset:
     inode: int = 0
     fingerprint: str | None = None
     error: str | None = None
+    ctime_ns: int = 0
+    # why the walk would leave this file out (hidden, a transfer partial, excluded): the
+    # policy decides whether its zone may skip it or must hold it (Gate.admit)
+    skipped: str | None = None
+    # what a cached verdict of this file depends on besides its bytes (Gate._context)
+    context: str = ""
     # whether the bytes "c2pa"/"C2PA" occur in the file: False only when the whole file was
     # read for its fingerprint and they do not (see credentials.BYTES_SETTLE_C2PA)
     c2pa_marker: bool | None = None
@@ -102,15 +108,17 @@ class GlobSet:
         return self._re.fullmatch(path) is not None
 
 
-def matches(path: str, patterns: Iterable[str]) -> bool:
-    """True when ``path`` matches any of the globs (for one-off checks)."""
+def matches(path: str, patterns: Iterable[str], case_sensitive: bool = False) -> bool:
+    """True when ``path`` matches any of the globs (for one-off checks). Approvals match
+    case-sensitively: on a case-sensitive disk ``/SRV`` is not ``/srv``."""
     pats = tuple(patterns)
-    return bool(pats) and _compile(pats).fullmatch(path) is not None
+    return bool(pats) and _compile(pats, case_sensitive).fullmatch(path) is not None
 
 
 @functools.lru_cache(maxsize=256)
-def _compile(patterns: tuple[str, ...]) -> re.Pattern[str]:
-    positive, negative = wglob.translate(list(patterns), flags=_GLOB_FLAGS)
+def _compile(patterns: tuple[str, ...], case_sensitive: bool = False) -> re.Pattern[str]:
+    flags = _GLOB_FLAGS & ~wglob.IGNORECASE | wglob.CASE if case_sensitive else _GLOB_FLAGS
+    positive, negative = wglob.translate(list(patterns), flags=flags)
     if negative:
         raise ValueError("exclusion patterns (!) are not supported here")
     return re.compile("|".join(f"(?:{p})" for p in positive))
@@ -169,26 +177,81 @@ def stat_asset(path: str, root: str) -> Asset:
         return Asset(path, root, error=describe_os_error(exc))
     if not stat.S_ISREG(st.st_mode):
         return Asset(path, root, error="not a regular file (a FIFO, socket or device): skipped")
-    return Asset(path, root, st.st_size, st.st_mtime_ns, st.st_ino)
+    # a real sidecar whose media file is not beside it: recorded as what it is (unreadable,
+    # held in a final zone), never judged as media of its own
+    orphan = orphan_error(path) if _sidecar_suffix(path) else None
+    return Asset(path, root, st.st_size, st.st_mtime_ns, st.st_ino, ctime_ns=st.st_ctime_ns,
+                 error=orphan)
+
+
+class Filter:
+    """Which files a walk or a daemon event would leave out, and why: one rule for both.
+
+    Nothing is dropped here: a left-out file comes back with ``skipped`` set, so that a zone
+    that must judge everything (final) can hold it instead of never seeing it.
+    """
+
+    def __init__(self, include: Sequence[str] = (), exclude: Sequence[str] = (),
+                 skip_hidden: bool = True) -> None:
+        self.include = GlobSet(map(anywhere, include))
+        self.exclude = GlobSet(map(anywhere, exclude))
+        self.skip_hidden = skip_hidden
+
+    def reason(self, rel: str) -> str | None:
+        """Why the file at ``rel`` (relative to its root, / separators) is left out, or None."""
+        if self.skip_hidden:
+            parts = rel.split("/")
+            if parts[-1].startswith("."):
+                return "hidden file"
+            if any(p.startswith(".") for p in parts[:-1]):
+                return "in a hidden folder"
+        if self.exclude.match(rel):
+            return "excluded by files.exclude or --exclude (a transfer partial, a temporary file)"
+        if self.include and not self.include.match(rel):
+            return "outside files.include or --include"
+        return None
 
 
 def discover(paths: Sequence[str], include: Sequence[str] = (), exclude: Sequence[str] = (),
-             skip_hidden: bool = True, root: str | None = None) -> Iterator[Asset]:
+             skip_hidden: bool = True, root: str | None = None,
+             prune: Sequence[str] = ()) -> Iterator[Asset]:
     """Every file under ``paths`` (files or folders), in a stable order.
 
     ``include``/``exclude`` are globs on the path relative to its root; hidden files and
-    transfer partials are the policy's default excludes. ``root`` (the watched root) replaces
-    each given folder as the root its files are judged under.
+    transfer partials are the policy's default excludes. Files they leave out are still
+    yielded, marked ``skipped``. ``root`` (the watched root) replaces each given folder as the
+    root its files are judged under. A given folder that is a symlink is walked (the user
+    named it); links inside it are not followed. Folders in ``prune`` (provgate's own
+    quarantine) are never entered.
     """
+    filt = Filter(include, exclude, skip_hidden)
+    pruned = frozenset(os.path.abspath(p) for p in prune)
+    named: set[str] = set()  # files named one by one: each judged once
     for given in paths:
         top = os.path.abspath(given)
-        if os.path.isdir(top) and not os.path.islink(top):
-            yield from _walk(top, GlobSet(map(anywhere, include)),
-                             GlobSet(map(anywhere, exclude)), skip_hidden, root or top)
-        elif os.path.lexists(top):
-            yield stat_asset(top, root or os.path.dirname(top))
-        else:
-            yield Asset(top, os.path.dirname(top), error="not found: check the path")
+        if os.path.isdir(top):
+            yield from _walk(top, filt, root or top, pruned)
+            continue
+        # a real sidecar named on its own (a --from list of every file) stands for its media
+        for path in media_of(top) or [top]:
+            if path not in named:
+                named.add(path)
+                yield (stat_asset(path, root or os.path.dirname(path)) if os.path.lexists(path)
+                       else Asset(path, os.path.dirname(path), error="not found: check the path"))
+
+
+def missing(paths: Iterable[str]) -> list[str]:
+    """The paths that do not exist (a typo, an unmounted share, a delivery not made yet). A
+    path provgate may not look at is not missing: it is judged unreadable."""
+    out = []
+    for p in paths:
+        try:
+            os.lstat(p)
+        except (FileNotFoundError, NotADirectoryError):
+            out.append(p)
+        except (OSError, ValueError):
+            pass
+    return out
 
 
 def anywhere(pattern: str) -> str:
@@ -196,17 +259,14 @@ def anywhere(pattern: str) -> str:
     return pattern if "/" in pattern else f"**/{pattern}"
 
 
-def _walk(top: str, include: GlobSet, exclude: GlobSet, skip_hidden: bool,
-          root: str) -> Iterator[Asset]:
+def _walk(top: str, filt: Filter, root: str, pruned: frozenset[str]) -> Iterator[Asset]:
     errors: list[OSError] = []
     for dirpath, dirnames, filenames in os.walk(top, onerror=errors.append):
         while errors:
             exc = errors.pop()
             yield Asset(exc.filename or dirpath, root,
                         error=f"folder not scanned: {describe_os_error(exc)}")
-        if skip_hidden:
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if os.path.join(dirpath, d) not in pruned)
         bases = _media_bases(filenames)
         # a symlink to a folder is listed in dirnames and never walked: report it
         for d in list(dirnames):
@@ -215,24 +275,20 @@ def _walk(top: str, include: GlobSet, exclude: GlobSet, skip_hidden: bool,
                 yield Asset(os.path.join(dirpath, d), root,
                             error="symlink to a folder: not followed")
         for name in sorted(filenames):
-            if skip_hidden and name.startswith("."):
-                continue
-            if _is_sidecar(name, bases):
+            if _is_sidecar(name, bases, dirpath):
                 continue
             path = os.path.join(dirpath, name)
-            rel = relative(path, root)
-            if exclude.match(rel):
-                continue
-            if include and not include.match(rel):
-                continue
-            yield stat_asset(path, root)
+            why = filt.reason(relative(path, root))
+            yield Asset(path, root, skipped=why) if why else stat_asset(path, root)
     while errors:
         exc = errors.pop()
         yield Asset(exc.filename or root, root, error=f"folder not scanned: {describe_os_error(exc)}")
 
 
 def _media_bases(names: list[str]) -> set[str]:
-    """Names and extension-less names of the non-sidecar files in one folder."""
+    """Names and extension-less names of the files in one folder whose names are not
+    sidecar names. Media named like a sidecar (``plate.xmp`` holding a JPEG) is found by
+    ``_is_sidecar`` from the folder itself, since telling it apart needs its content."""
     out: set[str] = set()
     for n in names:
         base, ext = os.path.splitext(n)
@@ -241,24 +297,237 @@ def _media_bases(names: list[str]) -> set[str]:
     return out
 
 
-def _is_sidecar(name: str, media_bases: set[str]) -> bool:
-    """``clip.mov.xmp``/``clip.xmp`` beside ``clip.mov`` is read with it, not on its own."""
+def _is_sidecar(name: str, media_bases: set[str], folder: str | None = None) -> bool:
+    """``clip.mov.xmp``/``clip.xmp`` beside ``clip.mov`` is read with it, not on its own.
+
+    A sidecar name is a sidecar only when the file really is one (XMP for ``.xmp``, a C2PA
+    manifest store for ``.c2pa``) and a media file it belongs to sits beside it. Anything
+    else named like a sidecar is media and is judged as media; a real sidecar with no media
+    beside it is an orphan, judged with an error (see ``stat_asset``). Without ``folder``
+    only the names are compared (no content can be looked at).
+    """
     base, ext = os.path.splitext(name)
-    return ext.lower() in SIDECAR_SUFFIXES and base in media_bases
+    if ext.lower() not in SIDECAR_SUFFIXES:
+        return False
+    if folder is None:
+        return base in media_bases
+    path = os.path.join(folder, name)
+    if not is_real_sidecar(path):
+        return False
+    if base in media_bases:
+        return True
+    # the media file may itself have a sidecar-like name (``plate.xmp`` holding a JPEG,
+    # with ``plate.xmp.xmp`` beside it): a few exact names, looked up one by one
+    return any(_is_media(os.path.join(folder, cand))
+               for cand in (base, *_variants(base)) if cand != name)
 
 
-def sidecar_for(path: str, listing: Callable[[str], frozenset[str]] | None = None) -> str | None:
-    """The XMP sidecar of a file, if one sits beside it. ``listing`` gives a folder's names
-    (cached by the caller), so a scan does not stat four names per file."""
+def _is_media(path: str) -> bool:
+    """A file that is judged as media: not a folder, and not a real sidecar."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.lexists(path)  # a dangling link or unreadable entry is still judged
+    if stat.S_ISDIR(st.st_mode):
+        return False
+    return not (_sidecar_suffix(path) and is_real_sidecar(path))
+
+
+# -- sidecars: what a file named like one really holds ---------------------------------------
+
+_SNIFF_BYTES = 16 << 10
+# an XMP packet or document: its wrapper, its outer element, or the RDF inside it
+_XMP_MARKS = (b"<?xpacket", b"<x:xmpmeta", b"<x:xapmeta", b"adobe:ns:meta/", b"<rdf:RDF",
+              b"http://www.w3.org/1999/02/22-rdf-syntax-ns#")
+
+
+def sniff_sidecar(head: bytes) -> str | None:
+    """``"xmp"``, ``"c2pa"`` or None from the first bytes of a file.
+
+    A C2PA manifest store (a ``.c2pa`` sidecar) is a JUMBF superbox: bytes 4..8 are ``jumb``.
+    XMP is an XML document (after an optional byte-order mark and white space it starts with
+    ``<``) holding an xpacket, an ``x:xmpmeta`` or an ``rdf:RDF``. A JPEG, PNG or anything
+    else that merely contains an XMP packet starts with its own magic, so it is None.
+    """
+    if len(head) >= 8 and head[4:8] == b"jumb":
+        return "c2pa"
+    text = head
+    if text[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 with its byte-order mark
+        text = text[: len(text) // 2 * 2].decode("utf-16", "ignore").encode("utf-8")
+    elif text[:3] == b"\xef\xbb\xbf":
+        text = text[3:]
+    text = text.lstrip(b" \t\r\n")
+    if text.startswith(b"<") and any(mark in text for mark in _XMP_MARKS):
+        return "xmp"
+    return None
+
+
+def sidecar_kind(path: str) -> str | None:
+    """What a file holds, by its first KB: ``"xmp"``, ``"c2pa"`` or None. None too for a
+    symlink, a folder, or a file that cannot be read: those are judged as media."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return _sniff(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sniff(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return sniff_sidecar(fh.read(_SNIFF_BYTES))
+    except OSError:
+        return None
+
+
+def _sidecar_suffix(path: str) -> str | None:
+    ext = os.path.splitext(path)[1].lower()
+    return ext if ext in SIDECAR_SUFFIXES else None
+
+
+def is_real_sidecar(path: str) -> bool:
+    """Named like a sidecar and holding what that name says: XMP in ``.xmp``, a C2PA
+    manifest store in ``.c2pa``."""
+    ext = _sidecar_suffix(path)
+    return ext is not None and sidecar_kind(path) == ext[1:]
+
+
+@functools.lru_cache(maxsize=None)
+def _case_variants(suffix: str) -> tuple[str, ...]:
+    import itertools
+
+    return tuple(dict.fromkeys("".join(p) for p in itertools.product(
+        *((c.lower(), c.upper()) for c in suffix))))
+
+
+def _variants(stem: str, suffixes: Sequence[str] = SIDECAR_SUFFIXES) -> list[str]:
+    """``stem`` + every spelling of the sidecar suffixes (``.xmp``, ``.XMP``, ``.Xmp``...)."""
+    return [stem + v for s in suffixes for v in _case_variants(s)]
+
+
+def _folder_index(folder: str) -> dict[str, tuple[str, ...]]:
+    """Names in ``folder`` by name and by extension-less name. Cached while the folder's
+    mtime says it has not changed; a folder changed in the last two seconds is listed again
+    (its mtime may not yet show a name added in the same clock tick)."""
+    import time
+
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return {}
+    if time.time_ns() - st.st_mtime_ns < 2_000_000_000:
+        return _build_index(folder)
+    return _cached_index(folder, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_index(folder: str, mtime_ns: int, inode: int) -> dict[str, tuple[str, ...]]:
+    return _build_index(folder)
+
+
+def _build_index(folder: str) -> dict[str, tuple[str, ...]]:
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return {}
+    index: dict[str, list[str]] = {}
+    for n in names:
+        index.setdefault(n, []).append(n)
+        base = os.path.splitext(n)[0]
+        if base != n:
+            index.setdefault(base, []).append(n)
+    return {k: tuple(v) for k, v in index.items()}
+
+
+def media_of(sidecar: str) -> list[str]:
+    """The media files a real sidecar belongs to (``clip.mov`` for ``clip.mov.xmp``; every
+    ``clip.*`` media file for ``clip.xmp``); empty for an orphan or a file that is not a real
+    sidecar."""
+    if not is_real_sidecar(sidecar):
+        return []
+    folder, name = os.path.split(sidecar)
+    stem = os.path.splitext(name)[0]
+    return [os.path.join(folder, n) for n in _folder_index(folder).get(stem, ())
+            if n != name and (n == stem or os.path.splitext(n)[0] == stem)
+            and _is_media(os.path.join(folder, n))]
+
+
+def orphan_error(path: str) -> str | None:
+    """The error an orphan sidecar is recorded with (a real sidecar with no media file
+    beside it), or None. It is never judged as media: its media file is what is missing."""
+    ext = _sidecar_suffix(path)
+    if ext is None or not is_real_sidecar(path) or media_of(path):
+        return None
+    folder, name = os.path.split(path)
+    stem = os.path.splitext(name)[0]
+    what = "XMP metadata" if ext == ".xmp" else "a C2PA manifest store"
+    return (f"orphan sidecar: {name} is {what} for a media file ({stem} or {stem}.*) that "
+            "is missing from this folder (not delivered, moved or quarantined); a sidecar is "
+            "judged only with its media file")
+
+
+def sidecars_of(path: str, shared: bool = True) -> list[str]:
+    """Every real sidecar of a media file (XMP and C2PA): ``clip.mov.xmp``, ``clip.xmp``,
+    ``clip.mov.c2pa``, ``clip.c2pa``, in any case. With ``shared=False``, ``clip.xmp`` is left
+    out when another media file (``clip.wav``) shares it: it stays with that one."""
+    folder, name = os.path.split(path)
+    base = os.path.splitext(name)[0]
+    index = _folder_index(folder)
+    out: list[str] = []
+    for stem in dict.fromkeys((name, base)):
+        cands = [n for n in index.get(stem, ()) if n != name and _sidecar_suffix(n)
+                 and os.path.splitext(n)[0] == stem]
+        if not cands:
+            continue
+        if not shared and stem != name and any(
+                n != name and n not in cands and os.path.splitext(n)[0] == stem
+                and _is_media(os.path.join(folder, n)) for n in index.get(stem, ())):
+            continue  # clip.xmp beside clip.mov and clip.wav: not clip.mov's alone
+        out += [os.path.join(folder, n) for n in cands
+                if is_real_sidecar(os.path.join(folder, n))]
+    return out
+
+
+def sidecar_stamp(path: str, listing: Callable[[str], frozenset[str]] | None = None) -> str:
+    """Who the real sidecars beside a file are (name, size, mtime, ctime, inode), "" when it
+    has none: for a cache of verdicts, since a sidecar arriving, changing or leaving changes
+    the file's evidence and nothing in the file's own size or times."""
     folder, name = os.path.split(path)
     base = os.path.splitext(name)[0]
     names = listing(folder) if listing else None
-    for cand in (name + ".xmp", base + ".xmp", name + ".XMP", base + ".XMP"):
-        if cand == name:
-            continue
-        full = os.path.join(folder, cand)
-        if (cand in names) if names is not None else os.path.isfile(full):
-            return full
+    parts = []
+    for cand in dict.fromkeys((*_variants(name), *_variants(base))):
+        if cand != name and (names is None or cand in names) and \
+                is_real_sidecar(os.path.join(folder, cand)):
+            try:
+                st = os.stat(os.path.join(folder, cand))
+            except OSError:
+                continue
+            parts.append(f"{cand}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}")
+    return "|".join(parts)
+
+
+def sidecar_for(path: str, listing: Callable[[str], frozenset[str]] | None = None,
+                kind: str = "xmp") -> str | None:
+    """The sidecar of a file (XMP, or with ``kind="c2pa"`` its C2PA manifest store), if a
+    real one sits beside it: ``NAME.EXT.xmp`` first, then ``NAME.xmp``, in any case. A file
+    that only has the name (``plate.xmp`` holding a JPEG) is media, never another file's
+    evidence. ``listing`` gives a folder's names (cached by the caller), so a scan does not
+    stat sixteen names per file (without it, each name is looked up: no listing of a big
+    folder per file)."""
+    folder, name = os.path.split(path)
+    base = os.path.splitext(name)[0]
+    names = listing(folder) if listing else None
+    for stem in dict.fromkeys((name, base)):
+        for cand in _variants(stem, ("." + kind,)):
+            if cand == name or (names is not None and cand not in names):
+                continue
+            full = os.path.join(folder, cand)
+            if is_real_sidecar(full):
+                return full
     return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
@@ -18,8 +19,8 @@ from typing import Any
 import click
 
 from provgate import __version__, actions, credentials, timeline
-from provgate.assets import fingerprint
-from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, ProvgateError
+from provgate.assets import fingerprint, missing
+from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, EXIT_USAGE, ProvgateError
 from provgate.ledger import Ledger
 from provgate.notify import setup_logging
 from provgate.output import (Printer, csv_writer, display_path, print_records, progress,
@@ -104,13 +105,14 @@ def _run(paths: Iterable[str], opts: Options, fmt: str | None,
     show_progress = sys.stderr.isatty() and fmt is not None
     printer = Printer(fmt)
     with Gate(opts) as gate:
-        gate.recover()
+        if opts.record:  # a dry run moves nothing, not even a move a crash left pending
+            gate.recover()
         records = (gate.run(paths, progress=progress(show_progress, paths)) if paths
                    else iter(()))
         for rec in itertools.chain(enrich(records), extra):
             printer.emit(rec)
             slim.append({k: rec.get(k) for k in ("path", "kind", "action", "reason", "approval",
-                                                  "clips")})
+                                                  "clips", "fingerprint", "error")})
     if show_progress:
         click.echo("\r\033[K", nl=False, err=True)
     printer.finish()
@@ -131,8 +133,14 @@ def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger:
     opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode, quarantine=quarantine,
                     rescan=rescan, processes=processes, timeout=timeout, exiftool=exiftool,
                     record=not dry_run, actor="cli", include=include, exclude=exclude)
-    records = _run(paths, opts, fmt)
+    gone = missing(paths)
+    for p in gone:
+        click.echo(f"provgate: not found: {display_path(p)} (nothing recorded for it)", err=True)
+    records = _run([p for p in paths if p not in gone], opts, fmt) if len(gone) < len(paths) \
+        else []
     click.echo(summary_line(records), err=True)
+    if gone:
+        sys.exit(EXIT_USAGE)
 
 
 @main.command()
@@ -144,10 +152,13 @@ def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger:
               "XML, AAF with their OTIO adapters). Zone defaults to final.")
 @click.option("--media-root", "media_roots", multiple=True, metavar="DIR|OLD=NEW",
               help="Where the timeline's relative media lives, or a path prefix to remap.")
+@click.option("--allow-empty", is_flag=True,
+              help="Pass a delivery with no media files (by default it fails).")
 @gate_options
 @guarded
 def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
-          media_roots: tuple[str, ...], policy_path: str | None, ledger: str | None,
+          media_roots: tuple[str, ...], allow_empty: bool, policy_path: str | None,
+          ledger: str | None,
           zone: str | None, mode: str | None, quarantine: str | None, fmt: str | None,
           include: tuple[str, ...], exclude: tuple[str, ...], rescan: bool,
           processes: int | None, timeout: float, exiftool: str | None, verbose: bool) -> None:
@@ -156,13 +167,23 @@ def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
     listed = [line.rstrip("\n") for line in from_file if line.strip()] if from_file else []
     if not paths and not listed and not timelines:
         raise click.UsageError("give PATHS, --from FILE or --timeline CUT")
+    gone = missing([*paths, *listed])
+    if gone:
+        raise click.UsageError(
+            f"not found: {', '.join(map(display_path, gone))} (a typo, an unmounted share, a "
+            "delivery not made yet?); nothing was gated")
     clips = [c for t in timelines
              for c in timeline.read(t, timeline.MediaRoots.parse(media_roots, t))[1]]
     if timelines and not zone:
         zone = "final"  # what a cut uses ends up in the deliverable, wherever it sits on disk
     opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode or "warn",
                     quarantine=quarantine, rescan=rescan, processes=processes, timeout=timeout,
-                    exiftool=exiftool, actor="hook", include=include, exclude=exclude)
+                    exiftool=exiftool, actor="hook", include=include, exclude=exclude,
+                    confirm_content=True)
+    if not opts.policy.zones and not zone:
+        click.echo(f"provgate: warning: {opts.policy.source} defines no zones: every file is "
+                   f"in zone {opts.policy.default_zone!r} and nothing is gated as a final "
+                   "deliverable (add [zones.final] or pass --zone final)", err=True)
     given = [*paths, *listed]
     inputs = [*given, *timeline.files(clips, covered=given)]
     if clips:
@@ -172,8 +193,9 @@ def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
         records = _run(inputs, opts, fmt)
     code = gate_exit_code(records)
     held = [r for r in records if r["action"] in ("escalate", "block")]
-    for r in held if fmt is None else []:
+    for r in held:
         click.echo(f"HELD {r['action']}: {display_path(r['path'])}: {r['reason']}", err=True)
+        click.echo(f"     to clear: {clear_command(r, policy_path, ledger)}", err=True)
         for c in r.get("clips") or []:
             click.echo(f"     used by {c['track']} {c['name']!r}: source {c['source_in']}-"
                        f"{c['source_out']}, record {c['record_in']}-{c['record_out']}", err=True)
@@ -182,9 +204,24 @@ def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
                        for r in held for u in r.get("clips") or []})
         click.echo(f"provgate: timeline: {len(clips)} clips with media, {failing} failing",
                    err=True)
+    if not records and not allow_empty:
+        click.echo("provgate: no media files in the delivery: nothing was judged, so nothing "
+                   "may pass (use --allow-empty if an empty delivery is expected)", err=True)
+        code = EXIT_GATE_FAILED
     verdict = "FAILED" if code else "passed"
     click.echo(f"{summary_line(records)}; gate {verdict}", err=True)
     sys.exit(code)
+
+
+def clear_command(rec: dict[str, Any], policy_path: str | None, ledger: str | None) -> str:
+    """What a producer runs to clear a held file, or what to fix when approval cannot."""
+    if not rec.get("fingerprint"):
+        return ("fix the file and check again: it could not be judged "
+                f"({rec.get('error') or 'no content'}), so no approval can bind to it")
+    extra = "".join(f" --{name} {shlex.quote(value)}" for name, value in
+                    (("policy", policy_path), ("ledger", ledger)) if value)
+    return (f"provgate approve {shlex.quote(rec['path'])} --ref STUDIO-REF --by NAME{extra}"
+            " (written approval from the studio)")
 
 
 @main.command()
@@ -294,10 +331,21 @@ def policy() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing file.")
 def policy_init(path: str, force: bool) -> None:
     """Write the default policy, with comments, to PATH."""
-    if os.path.exists(path) and not force:
-        raise click.ClickException(f"{path} exists: use --force to replace it")
+    if os.path.lexists(path) and not force:
+        raise _usage_error(f"{path} exists: use --force to replace it")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise _usage_error(f"cannot write {path}: the folder {folder} does not exist")
     Path(path).write_text(DEFAULT_POLICY.read_text(encoding="utf-8"), encoding="utf-8")
     click.echo(f"wrote {path}")
+
+
+def _usage_error(message: str) -> click.ClickException:
+    """A refusal that is the caller's to fix (exit 2, as a usage error), shown as one line
+    without the usage text: an existing file, an unknown id."""
+    err = click.ClickException(message)
+    err.exit_code = EXIT_USAGE
+    return err
 
 
 @policy.command("show")
@@ -326,40 +374,113 @@ def policy_validate(file: str) -> None:
 @click.argument("target")
 @click.option("--ref", required=True, help="The studio's written-approval reference.")
 @click.option("--by", "approver", required=True, help="Who approved.")
-@click.option("--expires", help="Expiry date or time (ISO 8601, UTC if no zone).")
+@click.option("--expires", help="Expiry: a date (covers that whole day, to 23:59:59.999999 "
+              "UTC) or an ISO 8601 time (UTC if no zone); must be in the future.")
 @click.option("--note", help="Free text.")
+@click.option("--max-files", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Refuse a glob that matches more files than this now, unless --yes.")
+@click.option("--yes", is_flag=True, help="Approve a glob matching more than --max-files.")
 @policy_option
 @guarded
 def approve(target: str, ref: str, approver: str, expires: str | None, note: str | None,
-            policy_path: str | None, ledger: str | None) -> None:
-    """Approve TARGET: a file (bound to its fingerprint) or a path glob."""
+            max_files: int, yes: bool, policy_path: str | None, ledger: str | None) -> None:
+    """Approve TARGET: a file (bound to its fingerprint) or an absolute path glob inside the
+    policy's roots (a relative one is resolved against the working folder)."""
     pol = Policy.load(policy_path)
     exp = _parse_expiry(expires)
     fields: dict[str, Any] = {"ref": ref, "approver": approver, "expires": exp, "note": note}
-    if os.path.isfile(target):
-        fields.update(fingerprint=fingerprint(target), path=os.path.abspath(target))
-    elif any(c in target for c in "*?["):
+    resolved = os.path.abspath(os.path.expanduser(target))
+    if os.path.isfile(resolved):
+        try:
+            fields.update(fingerprint=fingerprint(resolved), path=resolved)
+        except OSError as exc:
+            raise Failure(ProvgateError(f"cannot read {resolved}: {exc.strerror or exc}")) \
+                from exc
+        count, complete = 1, True
+    elif any(c in target for c in "*?[{"):
         fields["glob"] = check_approval_glob(target, pol.roots)
+        count, complete = _count_glob(fields["glob"])
+        many = f"{'at least ' if not complete else ''}{count} file{'s' * (count != 1)}"
+        if (count > max_files or not complete) and not yes:
+            raise _usage_error(f"approval glob {fields['glob']} matches {many} now, more than "
+                               f"--max-files {max_files}: narrow the glob, or confirm with "
+                               "--yes (or raise --max-files)")
+    elif os.path.isdir(resolved):
+        raise click.UsageError(f"{resolved} is a folder: approve its files one by one, or with "
+                               f"a glob inside the policy's roots, e.g. '{resolved}/**'")
     else:
-        raise click.UsageError(f"{target} is neither a file nor a glob")
+        raise click.UsageError(f"{target} is neither a file nor a glob"
+                               + (f" ({resolved} does not exist)" if resolved != target else ""))
+    what = fields.get("path") or fields["glob"]
     with Ledger(pol.ledger_path(ledger)) as led:
         ident = led.add_approval(**fields)
-    what = fields.get("path") or fields["glob"]
-    click.echo(f"approval #{ident}: {what} ({ref}, by {approver}"
-               f"{', expires ' + exp if exp else ''})")
+    given = f" (given as {target})" if target != what else ""
+    matched = f"{'at least ' if not complete else ''}{count} file{'s' * (count != 1)}"
+    click.echo(f"approval #{ident}: {what}{given} ({ref}, by {approver}"
+               f"{', expires ' + exp if exp else ''}); matches {matched} now")
+
+
+def _count_glob(pattern: str, limit: int = 100_000) -> tuple[int, bool]:
+    """How many files an approval glob matches now, walking only below its fixed part
+    (never the whole disk) and at most ``limit`` entries: (count, whether the walk ended)."""
+    from provgate.assets import matches
+    from provgate.policy import _fixed_parts
+
+    top = os.path.join(*_fixed_parts(pattern))
+    if os.path.isfile(top):
+        return int(matches(top, [pattern])), True
+    count = seen = 0
+    for folder, dirs, files in os.walk(top):  # symlinked folders are not followed
+        for name in files:
+            count += matches(os.path.join(folder, name), [pattern])
+        seen += len(files) + len(dirs)
+        if seen >= limit:
+            return count, False
+    return count, True
+
+
+_TIME_FORMAT = "ISO 8601: a date (2026-12-31) or a time (2026-12-31T18:00, 2026-12-31T18:00+01:00)"
+
+
+def _parse_time(text: str, param: str, end_of_day: bool = False) -> datetime:
+    """A date or time from the command line, in UTC (a time without a zone is UTC). A bare
+    date is the start of that day, or its last microsecond with ``end_of_day``. Anything
+    else is a usage error naming the format: a filter is never silently empty."""
+    from datetime import date, time
+
+    try:
+        try:
+            day = date.fromisoformat(text.strip())
+        except ValueError:
+            when = datetime.fromisoformat(text.strip())
+        else:
+            when = datetime.combine(day, time.max if end_of_day else time.min)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not a date or time: use {_TIME_FORMAT}",
+                                 param_hint=param) from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc)
+
+
+def _parse_since(text: str | None) -> str | None:
+    """``--since`` as the ledger stores times (UTC ISO 8601 with microseconds), so the
+    comparison is by time, whatever zone or precision was typed."""
+    if text is None:
+        return None
+    return _parse_time(text, "--since").isoformat(timespec="microseconds")
 
 
 def _parse_expiry(text: str | None) -> str | None:
-    if not text:
+    """``--expires``: a date covers that whole day (stored as 23:59:59.999999 UTC); an expiry
+    already past is refused."""
+    if text is None:
         return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise click.BadParameter(f"{text!r}: use ISO 8601, e.g. 2026-12-31 or "
-                                 "2026-12-31T18:00+01:00", param_hint="--expires") from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.isoformat()
+    when = _parse_time(text, "--expires", end_of_day=True)
+    if when <= datetime.now(timezone.utc):
+        raise click.BadParameter(f"{text!r} is already past ({when.isoformat()}): an approval "
+                                 "must expire in the future", param_hint="--expires")
+    return when.isoformat(timespec="microseconds")
 
 
 @main.command()
@@ -387,13 +508,16 @@ def approvals(as_json: bool, policy_path: str | None, ledger: str | None) -> Non
 def revoke(ident: int, policy_path: str | None, ledger: str | None) -> None:
     """Revoke approval ID."""
     with Ledger(Policy.load(policy_path).ledger_path(ledger)) as led:
-        if not led.revoke_approval(ident, actions.current_user()):
-            raise click.ClickException(f"no active approval #{ident}")
+        known = {a.id: a for a in led.approvals()}
+        if ident not in known:
+            raise _usage_error(f"no approval #{ident} (see `provgate approvals`)")
+        if known[ident].revoked or not led.revoke_approval(ident, actions.current_user()):
+            raise _usage_error(f"approval #{ident} is already revoked")
     click.echo(f"approval #{ident} revoked")
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--source-type", required=True,
               type=click.Choice(["trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia",
                                  "compositeSynthetic", "algorithmicMedia",
@@ -406,21 +530,65 @@ def revoke(ident: int, policy_path: str | None, ledger: str | None) -> None:
 @guarded
 def tag(files: tuple[str, ...], source_type: str, tool: str | None, force: bool,
         zone: str | None, policy_path: str | None, ledger: str | None) -> None:
-    """Label working media made with AI, in the file, so its provenance travels with it."""
+    """Label working media made with AI, in the file, so its provenance travels with it.
+
+    A file in a final zone is refused (without --force), a file that cannot be written is
+    reported, and the rest of the batch is tagged either way; the exit code is then 3 if a
+    file could not be written, else 2 if one was refused or missing."""
     from provgate.assets import stat_asset
 
     opts = _options(policy_path, ledger=ledger, zone=zone, actor="cli")
+    refused: list[str] = []
+    failed: list[str] = []
+    tagged = 0
     with Gate(opts) as gate:
         for f in files:
-            asset = stat_asset(os.path.abspath(f), os.path.dirname(os.path.abspath(f)))
-            where = opts.policy.zone_of(asset, zone)
-            if where == "final" and not force:
-                raise click.ClickException(f"{f} is in the final zone: tagging changes a "
-                                           "deliverable's bytes; use --force if you mean it")
-            actions.tag_file(asset.path, source_type, tool)
+            shown = display_path(f)
+            path = os.path.abspath(f)
+            try:
+                os.stat(path)
+            except FileNotFoundError:
+                click.echo(f"provgate: not tagged: {shown}: no such file", err=True)
+                refused.append(f)
+                continue
+            except OSError as exc:
+                click.echo(f"provgate: cannot tag {shown}: {_os_reason(exc)}", err=True)
+                failed.append(f)
+                continue
+            asset = stat_asset(path, os.path.dirname(path))
+            # its own zone counts even under --zone: --zone cannot smuggle a deliverable out
+            zones = {opts.policy.zone_of(asset), opts.policy.zone_of(asset, zone)}
+            if "final" in zones and not force:
+                click.echo(f"provgate: refused: {shown} is in the final zone: tagging changes "
+                           "a deliverable's bytes; use --force if you mean it", err=True)
+                refused.append(f)
+                continue
+            if not os.access(path, os.W_OK):  # ExifTool would replace it all the same
+                click.echo(f"provgate: cannot tag {shown}: the file is read-only", err=True)
+                failed.append(f)
+                continue
+            try:
+                actions.tag_file(asset.path, source_type, tool)
+            except (OSError, ProvgateError) as exc:
+                why = _os_reason(exc) if isinstance(exc, OSError) else exc
+                click.echo(f"provgate: cannot tag {shown}: {why}", err=True)
+                failed.append(f)
+                continue
             rec = gate.process([stat_asset(asset.path, asset.root)])[0]
-            click.echo(f"tagged {f}: {source_type}; now {rec['kind']} "
+            tagged += 1
+            click.echo(f"tagged {shown}: {source_type}; now {rec['kind']} "
                        f"(decision #{rec['id']})")
+    if refused or failed:
+        click.echo(f"provgate: tagged {tagged} of {len(files)} files; {len(refused)} refused "
+                   f"or missing, {len(failed)} could not be written", err=True)
+        sys.exit(EXIT_CANNOT_RUN if failed else EXIT_USAGE)
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OSError as a short reason that names the path it concerns."""
+    if not exc.strerror:
+        return str(exc)
+    return f"{exc.strerror}: {display_path(exc.filename)}" if exc.filename else exc.strerror
 
 
 # -- quarantine -----------------------------------------------------------------------------
@@ -436,13 +604,15 @@ def quarantine() -> None:
 @guarded
 def quarantine_list(as_json: bool, policy_path: str | None, ledger: str | None) -> None:
     with Ledger(Policy.load(policy_path).ledger_path(ledger)) as led:
-        rows = led.moves()
+        rows = [{**m, "sidecars": actions.move_sidecars(m)} for m in led.moves()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for m in rows:
+        sides = f" (+ {', '.join(os.path.basename(e['original_path']) for e in m['sidecars'])})" \
+            if m["sidecars"] else ""
         click.echo(f"#{m['id']:<4} {m['state']:<9} {m['original_path']} -> "
-                   f"{m['quarantined_path']}" + (f"  ({m['error']})" if m["error"] else ""))
+                   f"{m['quarantined_path']}{sides}" + (f"  ({m['error']})" if m["error"] else ""))
 
 
 @quarantine.command("restore")
@@ -453,12 +623,16 @@ def quarantine_restore(ident: int, policy_path: str | None, ledger: str | None) 
     """Move quarantined file ID back to where it was."""
     with Ledger(Policy.load(policy_path).ledger_path(ledger)) as led:
         move = led.move(ident)
-        if move is None or move["state"] != "done":
-            raise click.ClickException(f"no quarantined file #{ident} "
-                                       "(see `provgate quarantine list`)")
-        actions.restore(move)
+        if move is None:
+            raise _usage_error(f"no quarantined file #{ident} (see `provgate quarantine list`)")
+        if move["state"] != "done":
+            raise _usage_error(f"quarantine #{ident} is {move['state']}, not a file held in the "
+                               "quarantine: nothing to restore (see `provgate quarantine list`)")
+        sidecars = actions.restore(move)  # something at an original path: refused, exit 1
         led.update_move(ident, state="restored")
     click.echo(f"restored {move['original_path']}")
+    for side in sidecars:
+        click.echo(f"restored {side} (its sidecar)")
 
 
 # -- ledger ---------------------------------------------------------------------------------
@@ -483,6 +657,7 @@ def _open_ro(policy_path: str | None, ledger_path: str | None) -> Ledger:
 def ledger_list(action: str | None, kind: str | None, since: str | None,
                 path_glob: str | None, as_json: bool, policy_path: str | None,
                 ledger: str | None) -> None:
+    since = _parse_since(since)
     with _open_ro(policy_path, ledger) as led:
         rows = list(led.decisions(action, kind, since, path_glob))
     if as_json:
@@ -502,6 +677,7 @@ def ledger_list(action: str | None, kind: str | None, since: str | None,
 def ledger_events(since: str | None, path_glob: str | None, as_json: bool,
                   policy_path: str | None, ledger: str | None) -> None:
     """Files that left a watched tree (removed) or moved within it, as the daemon saw them."""
+    since = _parse_since(since)
     with _open_ro(policy_path, ledger) as led:
         rows = list(led.events(since, path_glob))
     if as_json:
@@ -521,7 +697,7 @@ def ledger_show(ident: int, policy_path: str | None, ledger: str | None) -> None
     with _open_ro(policy_path, ledger) as led:
         row = led.decision(ident)
     if row is None:
-        raise click.ClickException(f"no decision #{ident}")
+        raise _usage_error(f"no decision #{ident} (see `provgate ledger list`)")
     click.echo(json.dumps(row, indent=2, ensure_ascii=False))
 
 
@@ -536,6 +712,7 @@ def ledger_export(fmt: str, since: str | None, policy_path: str | None,
     """Every decision, as records valid against schemas/decision.schema.json."""
     from provgate import report as report_mod
 
+    since = _parse_since(since)
     with _open_ro(policy_path, ledger) as led:
         approvals = {a.id: a for a in led.approvals()}
         rows = [report_mod.record(r, approvals) for r in led.decisions(since=since)]
@@ -575,6 +752,7 @@ def report(since: str | None, path_glob: str | None, zone: str | None, fmt: str,
     """The disclosure report: every file's latest decision, evidence, approval and quarantine."""
     from provgate import report as report_mod
 
+    since = _parse_since(since)
     with _open_ro(policy_path, ledger) as led:
         doc = report_mod.build(led, since, path_glob, zone, thumbnails)
     out = click.open_file(output or "-", "w", encoding="utf-8", atomic=bool(output))

@@ -252,11 +252,12 @@ BYTES_SETTLE_C2PA = frozenset({"MP4", "MOV", "M4V", "M4A", "HEIC", "HEIF", "AVIF
 
 
 def _c2pa_sidecar(path: str) -> Path | None:
-    base, _ = os.path.splitext(path)
-    for cand in (path + ".c2pa", base + ".c2pa"):
-        if os.path.isfile(cand):
-            return Path(cand)
-    return None
+    """``NAME.EXT.c2pa`` or ``NAME.c2pa`` beside the file, only if it really is a C2PA
+    manifest store (JUMBF): a file that merely has the name is media of its own."""
+    from provgate.assets import sidecar_for
+
+    found = sidecar_for(path, kind="c2pa")
+    return Path(found) if found else None
 
 
 def _failure_codes(store: dict[str, Any]) -> list[str]:

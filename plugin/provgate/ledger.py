@@ -3,7 +3,7 @@
 Tables (readable with any SQLite tool or datasette):
 - ``decisions``: one row per decision, never updated or deleted (triggers refuse it); each row
   stores the previous row's hash and its own, over a canonical JSON of its fields;
-- ``files``: path, size, mtime_ns, inode -> fingerprint and verdict, so a rescan skips
+- ``files``: path, size, mtime_ns, ctime_ns, inode -> fingerprint and verdict, so a rescan skips
   unchanged files;
 - ``approvals``: written approvals; ``quarantine``: moves and restores with their state.
 """
@@ -18,10 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import sqlite_utils
 
 from provgate import data
-from provgate.errors import LedgerError
+from provgate.errors import ConfigError, LedgerError
 from provgate.policy import Approval
 
 GENESIS = "0" * 64
@@ -33,8 +34,8 @@ _JSON_FIELDS = ("evidence", "tools")
 _DECISION_COLUMNS = (*CHAINED, "hash")
 _INSERT_DECISION = (f"INSERT INTO decisions ({', '.join(_DECISION_COLUMNS)}) "
                     f"VALUES ({', '.join('?' * len(_DECISION_COLUMNS))})")
-_FILE_COLUMNS = ("path", "size", "mtime_ns", "inode", "fingerprint", "catalogue", "trust",
-                 "verdict", "decision_id", "decision_key", "seen")
+_FILE_COLUMNS = ("path", "size", "mtime_ns", "ctime_ns", "inode", "fingerprint", "catalogue",
+                 "trust", "verdict", "decision_id", "decision_key", "seen")
 _UPSERT_FILE = (f"INSERT OR REPLACE INTO files ({', '.join(_FILE_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(_FILE_COLUMNS))})")
 # files that left a watched tree: their own chain, verified with the decisions'
@@ -50,18 +51,46 @@ def row_hash(row: dict[str, Any], fields: tuple[str, ...] = CHAINED) -> str:
     return hashlib.sha256(data.canonical_json({k: row.get(k) for k in fields}).encode()).hexdigest()
 
 
+def check_folder(path: Path) -> Path:
+    """The folder of a ledger (or of a file kept beside it). Only the default folder (the
+    user data folder) is ever created: a named folder that does not exist is a mistake (a
+    typo would start a new, empty ledger), refused with exit 2."""
+    folder = path.parent
+    if not folder.is_dir() and folder != Path(platformdirs.user_data_dir("provgate")):
+        raise ConfigError(f"the ledger's folder {folder} does not exist (or is not a folder): "
+                          "create it, or give --ledger a path in an existing folder")
+    return folder
+
+
 class Ledger:
     """One ledger file; safe to share between a daemon and CLI processes (WAL, busy timeout)."""
 
-    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False, scratch: bool = False) -> None:
+        """Open (or create) the ledger at ``path``. Only the default folder (the user data
+        folder) is ever created: a ledger named in a folder that does not exist is a mistake
+        (a typo would start a new, empty ledger), refused with exit 2. ``scratch`` is for a
+        dry run: an existing ledger is opened read-only, a missing one is an empty ledger in
+        memory, so nothing is written and no file or folder is created."""
+        import urllib.parse
+
         self.path = Path(path)
+        folder = check_folder(self.path)
+        memory = scratch and not self.path.exists()
+        readonly = readonly or (scratch and not memory)
         try:
             if readonly:
                 if not self.path.is_file():
                     raise LedgerError(f"no ledger at {self.path}: run a scan first, or pass --ledger")
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+                uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+                if scratch and not Path(f"{self.path}-wal").exists():
+                    # no writer has it open: read it as it is, since a read-only open of a
+                    # WAL ledger would leave -wal and -shm files beside it
+                    uri += "&immutable=1"
+                conn = sqlite3.connect(uri, uri=True, timeout=30)
+            elif memory:
+                conn = sqlite3.connect(":memory:")
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                folder.mkdir(parents=True, exist_ok=True)  # the default folder only
                 conn = sqlite3.connect(str(self.path), timeout=30)
             self.db = sqlite_utils.Database(conn)
             self.db.execute("PRAGMA busy_timeout = 30000")
@@ -87,6 +116,7 @@ class Ledger:
     def _create(self) -> None:
         db = self.db
         if {"decisions", "files", "approvals", "quarantine", "events"} <= set(db.table_names()):
+            self._migrate()
             return
         db.execute("BEGIN IMMEDIATE")  # two processes creating at once: one waits
         try:
@@ -119,7 +149,8 @@ class Ledger:
                 _append_only(db, "events")
             if "files" not in db.table_names():
                 db["files"].create({
-                    "path": str, "size": int, "mtime_ns": int, "inode": int, "fingerprint": str,
+                    "path": str, "size": int, "mtime_ns": int, "ctime_ns": int, "inode": int,
+                    "fingerprint": str,
                     "catalogue": str, "trust": str, "verdict": str, "decision_id": int,
                     "decision_key": str, "seen": str}, pk="path")
             if "approvals" not in db.table_names():
@@ -131,7 +162,21 @@ class Ledger:
                 db["quarantine"].create({
                     "id": int, "decision_id": int, "original_path": str, "quarantined_path": str,
                     "receipt_path": str, "fingerprint": str, "size": int, "state": str,
-                    "created": str, "updated": str, "error": str, "user": str}, pk="id")
+                    "created": str, "updated": str, "error": str, "user": str,
+                    "sidecars": str}, pk="id")
+
+    def _migrate(self) -> None:
+        """Columns added since a ledger was made. The cache is an index, never evidence:
+        its rows from before ``ctime_ns`` simply miss and are read again."""
+        if "ctime_ns" not in self.db["files"].columns_dict:
+            self.db.execute("ALTER TABLE files ADD COLUMN ctime_ns INTEGER")
+        # the sidecars a quarantine move carries (JSON list); older moves carried none
+        if "sidecars" not in self.db["quarantine"].columns_dict:
+            try:
+                self.db.execute("ALTER TABLE quarantine ADD COLUMN sidecars TEXT")
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -319,6 +364,26 @@ class Ledger:
     def move(self, ident: int) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM quarantine WHERE id = ?", [ident]))
         return rows[0] if rows else None
+
+    def moves_from(self, folder: str, state: str = "done") -> list[dict[str, Any]]:
+        """Moves (newest first) of files that were directly in ``folder``: where a sidecar
+        arriving late finds the media file provgate quarantined."""
+        prefix = folder.rstrip("/") + "/"
+        rows = self.db.query(
+            "SELECT * FROM quarantine WHERE state = ? AND original_path >= ? AND "
+            "original_path < ? ORDER BY id DESC", [state, prefix, prefix[:-1] + "0"])
+        return [r for r in rows if "/" not in r["original_path"][len(prefix):]]
+
+    def forget_files(self, paths: list[str]) -> None:
+        """Drop file-cache rows, so those files are read again (a sidecar arrived or changed
+        beside them: their size and times say nothing about it)."""
+        if not paths:
+            return
+        with self.db.atomic():
+            for i in range(0, len(paths), 500):
+                chunk = paths[i:i + 500]
+                self.db.execute(f"DELETE FROM files WHERE path IN ({','.join('?' * len(chunk))})",
+                                chunk)
 
     def update_move(self, ident: int, **fields: Any) -> None:
         with self.db.atomic():

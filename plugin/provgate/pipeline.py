@@ -11,26 +11,29 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from provgate import __version__, actions, credentials
-from provgate.assets import Asset, discover, folder_listing, sidecar_for
+from provgate import __version__, actions, archives, credentials
+from provgate.assets import Asset, discover, folder_listing, sidecar_stamp, sidecars_of
 from provgate.credentials import CredentialChecker
 from provgate.errors import ActionError, ConfigError, ProvgateError
 from provgate.ledger import Ledger, now_iso
 from provgate.notify import Notifier
 from provgate.policy import MODES, Decision, Policy
-from provgate.probe import ExifToolPool, Metadata, find_exiftool
-from provgate.signals import Catalogue, Signal
-from provgate.verdict import Verdict, c2pa_state_from_metadata, judge
+from provgate.probe import ExifToolPool, Integrity, Metadata, find_exiftool
+from provgate.signals import Catalogue, MatchDeadline, Signal
+from provgate.verdict import Verdict, c2pa_state_from_metadata, combine_members, judge
 
 log = logging.getLogger("provgate")
 _BIG_FILE = 64 << 20  # hashed in a task of its own
+# bumped when judging changes in code (not in the catalogue): cached verdicts are read again
+JUDGE_VERSION = 2
 
 
 @dataclass
@@ -52,6 +55,9 @@ class Options:
     catalogue: Path | None = None
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    # re-hash files the cache knows before trusting their cached verdict (the gate: a file
+    # rewritten with its size and times restored must not keep an old "allow")
+    confirm_content: bool = False
 
     def __post_init__(self) -> None:
         if self.mode and self.mode not in MODES:
@@ -73,7 +79,7 @@ class Gate:
         trust = self.policy.trust_bundle()
         self.trust_digest = trust.digest
         self.checker = CredentialChecker(self.catalogue, trust)
-        self.ledger = Ledger(self.policy.ledger_path(opts.ledger))
+        self.ledger = Ledger(self.policy.ledger_path(opts.ledger), scratch=not opts.record)
         self.quarantine_dir = self.policy.quarantine_path(opts.quarantine)
         self.notifier = Notifier(self.policy.notifiers)
         self._pool: ExifToolPool | None = None
@@ -83,7 +89,8 @@ class Gate:
         installed = credentials.installed()
         self._c2pa_version = f"c2pa-python {installed}" if installed else "not installed"
         self.cache_key = hashlib.sha256(
-            f"{self.catalogue.digest}|{self.trust_digest}|{installed}".encode()).hexdigest()[:16]
+            f"{JUDGE_VERSION}|{self.catalogue.digest}|{self.trust_digest}|{installed}".encode()
+        ).hexdigest()[:16]
         self._planned: set[Path] = set()  # quarantine names given out in this session
 
     def __enter__(self) -> Gate:
@@ -106,7 +113,8 @@ class Gate:
                 # all tags: ExifTool 12.57 filters named tags slowly (the catalogue's 73 cost
                 # 1.4-1.6x reading all of them; bench_scan.py, B2)
                 self._pool = ExifToolPool(None, self.opts.processes, self.opts.timeout,
-                                          self.opts.batch_size, self.exiftool)
+                                          self.opts.batch_size, self.exiftool,
+                                          integrity=Integrity.from_doc(self.catalogue.doc))
             return self._pool
 
     def tools(self) -> dict[str, Any]:
@@ -125,8 +133,23 @@ class Gate:
         """
         walk = discover(list(paths), [*self.policy.include, *self.opts.include],
                         [*self.policy.exclude, *self.opts.exclude], self.policy.skip_hidden,
-                        root)
+                        root, prune=[str(self.quarantine_dir)])
         yield from self.pipeline(_chunks(walk, self.opts.batch_size), progress)
+
+    def admit(self, assets: list[Asset]) -> list[Asset]:
+        """Files the walk marked as left out are dropped, except in a zone that holds what it
+        cannot judge (final): there they become records with the reason, so a hidden file or
+        a transfer partial in a deliverable holds the delivery instead of slipping by."""
+        out = []
+        for a in assets:
+            if a.skipped is None:
+                out.append(a)
+                continue
+            zone = self.policy.zone_of(a, self.opts.zone)
+            if self.policy.holds_unjudged(zone):
+                out.append(replace(a, error=f"not judged: {a.skipped}; in zone {zone} every "
+                                            "file of a delivery must be judged"))
+        return out
 
     def pipeline(self, batches: Iterable[list[Asset]],
                  progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
@@ -138,10 +161,12 @@ class Gate:
         with ThreadPoolExecutor(workers, thread_name_prefix="provgate-read") as readers, \
                 ThreadPoolExecutor(1, thread_name_prefix="provgate-judge") as judges:
             for batch in batches:
+                batch = self.admit(batch)
                 if batch:
                     cached = self._cached(batch)
-                    ready, todo = self._split(batch, {} if self.opts.rescan else cached)
-                    reading = readers.submit(self._read, todo) if todo else None
+                    ready, todo, confirm = self._split(batch, {} if self.opts.rescan
+                                                      else cached)
+                    reading = readers.submit(self._read, todo, confirm) if todo else None
                     window.append((batch, judges.submit(self._judge, ready, reading), cached))
                 while window and (len(window) > 2 * workers or window[0][1].done()):
                     yield from self._conclude(*window.popleft(), progress)
@@ -160,12 +185,13 @@ class Gate:
 
     def process(self, assets: list[Asset]) -> list[dict[str, Any]]:
         """One batch, without the overlap of ``run``: judge, decide, record, act."""
+        assets = self.admit(assets)
         cached = self._cached(assets)
-        ready, todo = self._split(assets, {} if self.opts.rescan else cached)
+        ready, todo, confirm = self._split(assets, {} if self.opts.rescan else cached)
         reading: Future[Any] | None = None
         if todo:
             reading = Future()
-            reading.set_result(self._read(todo))
+            reading.set_result(self._read(todo, confirm))
         return self._decide(assets, self._judge(ready, reading), cached)
 
     def _decide(self, assets: list[Asset], verdicts: dict[str, tuple[Asset, Verdict, bool]],
@@ -188,8 +214,9 @@ class Gate:
                     moves.append(self._plan_move(asset, index))
             if asset.fingerprint and not (was_cached and index is None):
                 file_rows.append({"path": text_path(asset.path), "size": asset.size,
-                                  "mtime_ns": asset.mtime_ns, "inode": asset.inode,
-                                  "fingerprint": asset.fingerprint, "catalogue": self.cache_key,
+                                  "mtime_ns": asset.mtime_ns, "ctime_ns": asset.ctime_ns,
+                                  "inode": asset.inode,
+                                  "fingerprint": asset.fingerprint, "catalogue": asset.context,
                                   "trust": self.trust_digest, "verdict": _verdict_json(verdict),
                                   "decision_key": key, "seen": rec["time"],
                                   "decision_id": rec["id"], "row_index": index})
@@ -208,56 +235,125 @@ class Gate:
         return records
 
     def _split(self, assets: list[Asset], cached: dict[str, dict[str, Any]]
-               ) -> tuple[dict[str, tuple[Asset, Verdict, bool]], list[Asset]]:
-        """Verdicts known without reading (errors, unchanged files), and the files to read."""
+               ) -> tuple[dict[str, tuple[Asset, Verdict, bool]], list[Asset],
+                          dict[str, dict[str, Any]]]:
+        """Verdicts known without reading (errors, unchanged files), the files to read, and
+        among those the ones whose cached verdict holds if their content is unchanged."""
         ready: dict[str, tuple[Asset, Verdict, bool]] = {}
         todo: list[Asset] = []
+        confirm: dict[str, dict[str, Any]] = {}
+        listing = folder_listing()
         for a in assets:
             row = cached.get(text_path(a.path))
             if a.error:
                 ready[a.path] = (a, Verdict("unreadable", "not_checked", error=a.error), False)
-            elif row and (row["size"], row["mtime_ns"], row["inode"], row["catalogue"]) == (
-                    a.size, a.mtime_ns, a.inode, self.cache_key):
-                ready[a.path] = (Asset(a.path, a.root, a.size, a.mtime_ns, a.inode,
-                                       row["fingerprint"]), _verdict_from_json(row["verdict"]),
-                                 True)
-            else:
-                todo.append(a)
-        return ready, todo
+                continue
+            a = replace(a, context=self._context(a.path, listing))
+            if row and (row["size"], row["mtime_ns"], row["ctime_ns"], row["inode"],
+                        row["catalogue"]) == (a.size, a.mtime_ns, a.ctime_ns, a.inode,
+                                              a.context):
+                if not self.opts.confirm_content:
+                    ready[a.path] = (replace(a, fingerprint=row["fingerprint"]),
+                                     _verdict_from_json(row["verdict"]), True)
+                    continue
+                confirm[a.path] = row
+            todo.append(a)
+        return ready, todo, confirm
 
-    def _read(self, todo: list[Asset]) -> tuple[list[Asset], dict[str, str | None],
-                                                  dict[str, Metadata]]:
-        """Fingerprints and ExifTool metadata (the file's and its sidecar's) for one batch."""
+    def _context(self, path: str, listing: Any) -> str:
+        """What a cached verdict was judged with: the catalogue, trust and judging code, and
+        the file's sidecars (one arriving or changing beside it changes its evidence)."""
+        stamp = sidecar_stamp(path, listing)
+        if not stamp:
+            return self.cache_key
+        return hashlib.sha256(os.fsencode(f"{self.cache_key}|{stamp}")).hexdigest()[:16]
+
+    def _read(self, todo: list[Asset], confirm: dict[str, dict[str, Any]]
+              ) -> tuple[list[Asset], dict[str, str | None], dict[str, Metadata],
+                         dict[str, tuple[Asset, Verdict, bool]]]:
+        """Fingerprints and ExifTool metadata (the file's and its sidecar's) for one batch.
+        Files in ``confirm`` are hashed first: the same content keeps its cached verdict
+        without ExifTool, other content is read like a new file."""
+        known: dict[str, tuple[Asset, Verdict, bool]] = {}
+        if confirm:
+            for a in _fingerprint_all([a for a in todo if a.path in confirm]):
+                if a.fingerprint and a.fingerprint == confirm[a.path]["fingerprint"]:
+                    known[a.path] = (a, _verdict_from_json(confirm[a.path]["verdict"]), True)
+            todo = [a for a in todo if a.path not in known]
         # hashing beside the ExifTool call: small files in one task (a future per file costs
         # more than hashing one), each large file in its own, so two hash at once
         big = [a for a in todo if a.size > _BIG_FILE]
         tasks = [self._hasher.submit(_fingerprint_all, [a for a in todo if a.size <= _BIG_FILE]),
                  *(self._hasher.submit(_fingerprint_all, [a]) for a in big)]
-        listing = folder_listing()
-        sidecars = {a.path: sidecar_for(a.path, listing) for a in todo}
-        metas = self.pool.probe([a.path for a in todo] + [s for s in sidecars.values() if s])
+        sidecars = {a.path: _xmp_sidecars(a.path) for a in todo}
+        metas = (self.pool.probe([a.path for a in todo] + [s for v in sidecars.values()
+                                                           for s in v])
+                 if todo else {})
         hashed = {a.path: a for t in tasks for a in t.result()}
-        return [hashed[a.path] for a in todo], sidecars, metas
+        return [hashed[a.path] for a in todo], sidecars, metas, known
 
     def _judge(self, ready: dict[str, tuple[Asset, Verdict, bool]],
                reading: Future[Any] | None) -> dict[str, tuple[Asset, Verdict, bool]]:
         out = dict(ready)
         if reading is None:
             return out
-        hashed, sidecars, metas = reading.result()
+        hashed, sidecars, metas, known = reading.result()
+        out.update(known)
         for asset in hashed:
             meta = metas[asset.path]
             if asset.error:  # the OS's reason (permission, vanished) says more than ExifTool's
                 meta = Metadata(meta.path, meta.tags, asset.error, meta.warnings)
-            out[asset.path] = (asset, self._verdict(asset, meta, sidecars[asset.path], metas),
-                               False)
+            try:
+                verdict = self._verdict(asset, meta, sidecars[asset.path], metas)
+            except MatchDeadline as exc:  # a crafted field must not stall the rest
+                verdict = Verdict("unreadable", "not_checked", error=str(exc))
+            out[asset.path] = (asset, verdict, False)
         return out
 
-    def _verdict(self, asset: Asset, meta: Metadata, sidecar: str | None,
-                 metas: dict[str, Metadata]) -> Verdict:
-        signals = self.catalogue.match(meta)
-        if sidecar and not _written_by_provgate(metas[sidecar]):
-            signals += self.catalogue.match(metas[sidecar], "sidecar")
+    def _verdict(self, asset: Asset, meta: Metadata, sidecars: list[str],
+                 metas: dict[str, Metadata], nested: bool = False) -> Verdict:
+        own = self._file_verdict(asset, meta, sidecars, metas)
+        if nested or not _maybe_archive(meta) or not archives.is_archive(asset.path):
+            return own
+        return self._archive_verdict(asset, own)
+
+    def _archive_verdict(self, asset: Asset, own: Verdict) -> Verdict:
+        """An archive is opened read-only (bounded: size, count, depth, ratio, time) and every
+        member judged like a file of the delivery; one that cannot be opened is unreadable."""
+        try:
+            with archives.expanded(asset.path) as members:
+                return combine_members(own, self._judge_members(members))
+        except archives.ArchiveError as exc:
+            return replace(own, kind="unreadable", error=f"archive not judged: {exc}")
+
+    def _judge_members(self, members: list[archives.Member]) -> list[tuple[str, Verdict]]:
+        files = [m for m in members if m.path and not m.archive]
+        sidecars = {m.path: _xmp_sidecars(m.path) for m in files}
+        metas = self.pool.probe([m.path for m in files] + [s for v in sidecars.values()
+                                                           for s in v])
+        out = []
+        for m in members:
+            if m.archive:
+                continue  # its members follow it, expanded
+            if m.error or not m.path:
+                out.append((m.name, Verdict("unreadable", "not_checked", error=m.error)))
+                continue
+            member = Asset(m.path, os.path.dirname(m.path), m.size)
+            try:
+                out.append((m.name, self._verdict(member, metas[m.path], sidecars[m.path],
+                                                  metas, nested=True)))
+            except MatchDeadline as exc:
+                out.append((m.name, Verdict("unreadable", "not_checked", error=str(exc))))
+        return out
+
+    def _file_verdict(self, asset: Asset, meta: Metadata, sidecars: list[str],
+                      metas: dict[str, Metadata]) -> Verdict:
+        # judging has a deadline like reading: --timeout per file
+        deadline = time.monotonic() + self.opts.timeout
+        signals = self.catalogue.match(meta, deadline=deadline)
+        for sidecar in sidecars:  # clip.mov.xmp and clip.xmp: both are evidence
+            if not _written_by_provgate(metas[sidecar]):
+                signals += self.catalogue.match(metas[sidecar], "sidecar", deadline)
         warnings: list[str] = []
         state = c2pa_state_from_metadata(meta)
         details: dict[str, Any] = {}
@@ -310,14 +406,22 @@ class Gate:
                 rec["warnings"].append(problem)
 
     def _plan_move(self, asset: Asset, row_index: int) -> dict[str, Any]:
-        target = actions.plan_target(self.quarantine_dir, asset.relpath, self._planned)
+        # the quarantine name as text the ledger can hold (a name that is not UTF-8 keeps its
+        # undecodable bytes as \xNN there, as in the record; the original is moved exactly)
+        target = actions.plan_target(self.quarantine_dir, text_path(asset.relpath),
+                                     self._planned)
         self._planned.add(target)
+        # its sidecars go with it, planned (and committed with the decision) before any move;
+        # their paths are kept exact (JSON escapes undecodable bytes), the receipt shows text
+        sidecars = actions.plan_sidecars(asset.path, target, self._planned)
+        self._planned.update(Path(e["quarantined_path"]) for e in sidecars)
         return {"row_index": row_index, "original_path": text_path(asset.path),
                 "_raw_path": asset.path,
                 "quarantined_path": str(target),
                 "receipt_path": str(target) + actions.RECEIPT_SUFFIX,
                 "fingerprint": asset.fingerprint, "size": asset.size, "state": "pending",
-                "created": now_iso(), "updated": now_iso(), "user": self.user}
+                "created": now_iso(), "updated": now_iso(), "user": self.user,
+                "sidecars": json.dumps(sidecars) if sidecars else None}
 
     def _carry_out(self, moves: list[dict[str, Any]], new_rows: list[dict[str, Any]]) -> None:
         if not moves:
@@ -327,8 +431,11 @@ class Gate:
         for move in self.ledger.moves("pending"):
             rec = by_decision.get(move["decision_id"])
             if rec is not None:  # the in-memory path is exact even where the text form is not
-                rec["outcome"] = self.finish_move({**move, "original_path":
-                                                   raw[move["decision_id"]]}, rec)
+                exact = {**move, "original_path": raw[move["decision_id"]]}
+                rec["outcome"] = self.finish_move(exact, rec)
+                if exact.get("sidecar_problems"):  # the media moved; a sidecar stayed behind
+                    self.ledger.update_move(move["id"],
+                                            error="; ".join(exact["sidecar_problems"]))
 
     def finish_move(self, move: dict[str, Any], rec: dict[str, Any]) -> str:
         try:
@@ -348,6 +455,18 @@ class Gate:
             rec = self.ledger.decision(move["decision_id"]) or {}
             done.append(self.finish_move(move, rec))
         return done
+
+
+# ExifTool's names for containers; a file it cannot identify may be one it does not know
+_ARCHIVE_TYPES = frozenset({"ZIP", "TAR", "GZIP", "7Z", "RAR", "BZ2", "XZ", "ZSTD"})
+
+
+def _maybe_archive(meta: Metadata) -> bool:
+    return meta.file_type in _ARCHIVE_TYPES or (bool(meta.error) and not meta.file_type)
+
+
+def _xmp_sidecars(path: str) -> list[str]:
+    return [s for s in sidecars_of(path) if s.lower().endswith(".xmp")]
 
 
 def _fingerprint_all(assets: list[Asset]) -> list[Asset]:

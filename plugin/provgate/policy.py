@@ -17,7 +17,7 @@ from typing import Any
 import platformdirs
 
 from provgate import data
-from provgate.assets import Asset, GlobSet, matches, relative
+from provgate.assets import Asset, GlobSet, matches
 from provgate.credentials import TrustBundle
 from provgate.errors import ConfigError
 from provgate.verdict import Verdict
@@ -61,7 +61,7 @@ class Approval:
     def covers(self, asset: Asset) -> bool:
         if self.fingerprint:
             return asset.fingerprint == self.fingerprint
-        return bool(self.glob) and matches(asset.path, [self.glob])
+        return bool(self.glob) and matches(asset.path, [self.glob], case_sensitive=True)
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "ref": self.ref, "by": self.approver, "expires": self.expires}
@@ -92,6 +92,13 @@ class Policy:
             paths = zone.get("paths", [])
             self._zone_globs.append((name, GlobSet(g for g in paths if not g.startswith("/")),
                                      GlobSet(g for g in paths if g.startswith("/"))))
+        # a zone's strictness: how hard its actions hold, over every kind and C2PA state
+        self._strictness = {
+            name: sum(_STRENGTH[self.action_for(name, k)[0]] for k in _KIND_WORDS)
+            + sum(_STRENGTH[a] for a in zone.get("c2pa", {}).values())
+            for name, zone in self.zones.items()}
+        self._root_prefixes = sorted((r.rstrip(os.sep) + os.sep for r in self.roots),
+                                     key=len, reverse=True)
         if self.default_zone not in self.zones and self.default_zone != "default":
             raise ConfigError(f"{self.source}: default_zone: no zone named {self.default_zone!r} "
                               f"(zones: {', '.join(self.zones) or 'none'})")
@@ -174,20 +181,41 @@ class Policy:
     # -- decisions -------------------------------------------------------------------------
 
     def zone_of(self, asset: Asset, override: str | None = None) -> str:
-        """The first zone with a glob that matches the file.
+        """The zone of a file, from its own absolute path: never from the folder a command
+        was pointed at, so ``.../final/a.jpg`` is final whether the delivery, a subfolder,
+        the file or a ``--from`` list named it.
 
-        Relative globs see the path from the scanned root's own folder name down
-        (``final/a.mov`` when ``.../ep101/final`` is scanned, ``delivery/ep101/temp/a.mov``
-        when ``delivery`` is), never the folders above it: a root under ``/tmp`` is not a
-        temp zone. Globs that start with ``/`` match the absolute path.
+        Relative globs see the path below the policy root that holds the file (the whole
+        absolute path when no root holds it, or no roots are set); globs that start with
+        ``/`` see the absolute path. When several zones match, the stricter one wins.
         """
         if override:
             return override
-        rel = relative(asset.path, os.path.dirname(asset.root))
-        for name, rel_globs, abs_globs in self._zone_globs:
-            if rel_globs.match(rel) or abs_globs.match(asset.path):
-                return name
-        return self.default_zone
+        path = asset.path
+        rel = self._below_root(path)
+        hits = [name for name, rel_globs, abs_globs in self._zone_globs
+                if rel_globs.match(rel) or abs_globs.match(path)]
+        if not hits:
+            return self.default_zone
+        return max(hits, key=lambda z: (self._strictness[z], -hits.index(z)))
+
+    def _below_root(self, path: str) -> str:
+        for root in self._root_prefixes:
+            if path.startswith(root):
+                return path[len(root):].replace(os.sep, "/")
+        return path.lstrip(os.sep).replace(os.sep, "/")
+
+    def action_for(self, zone: str, kind: str) -> tuple[str, str]:
+        """The action the policy gives ``kind`` in ``zone``, and the line that says so."""
+        zactions = self.zones.get(zone, {}).get("actions", {})
+        if kind in zactions:
+            return zactions[kind], f"zones.{zone}.actions.{kind}"
+        return self.doc["actions"][kind], f"actions.{kind}"
+
+    def holds_unjudged(self, zone: str) -> bool:
+        """Whether a file that cannot be judged is held in ``zone`` (a final zone): there a
+        file the walk would skip gets a record instead of being left out."""
+        return self.action_for(zone, "unreadable")[0] in HOLDS
 
     def decide(self, asset: Asset, verdict: Verdict, approvals: list[Approval] = (),
                zone: str | None = None, now: datetime | None = None) -> Decision:
@@ -195,10 +223,7 @@ class Policy:
         now = now or datetime.now(timezone.utc)
         zone = self.zone_of(asset, zone)
         zdoc = self.zones.get(zone, {})
-        if verdict.kind in zdoc.get("actions", {}):
-            action, rule = zdoc["actions"][verdict.kind], f"zones.{zone}.actions.{verdict.kind}"
-        else:
-            action, rule = self.doc["actions"][verdict.kind], f"actions.{verdict.kind}"
+        action, rule = self.action_for(zone, verdict.kind)
         floor = zdoc.get("c2pa", {}).get(verdict.c2pa)
         if floor and _STRENGTH[floor] > _STRENGTH[action]:
             action, rule = floor, f"zones.{zone}.c2pa.{verdict.c2pa}"
@@ -233,18 +258,23 @@ def _check_glob(pattern: str, where: str) -> None:
 
 
 def check_approval_glob(pattern: str, roots: list[str]) -> str:
-    """An absolute glob inside the configured roots, or a ConfigError saying why not."""
+    """The glob made absolute, if it stays inside one of the policy's ``roots``; otherwise a
+    ConfigError saying why not. Without roots no glob is accepted (one ``/tmp/**`` would
+    clear everything below it): approve files one by one, or set ``roots``."""
     _check_glob(pattern, "approval")
-    if not os.path.isabs(pattern):
-        pattern = os.path.abspath(pattern)
+    if not roots:
+        raise ConfigError(f"approval glob {pattern!r} refused: the policy has no `roots`, so "
+                          "only single files can be approved. Add roots = [\"/srv/delivery\"] "
+                          "(the delivery folders) to the policy, or approve the files one by one")
     if ".." in Path(pattern).parts:
         raise ConfigError(f"approval glob {pattern!r} must not contain '..'")
+    pattern = os.path.abspath(os.path.expanduser(pattern))
     fixed = Path(*[p for p in _fixed_parts(pattern)])
     if len(fixed.parts) < 2:
         raise ConfigError(f"approval glob {pattern!r} reaches the whole filesystem: name a folder")
-    if roots and not any(fixed == Path(r) or Path(r) in fixed.parents for r in roots):
+    if not any(fixed == Path(r) or Path(r) in fixed.parents for r in roots):
         raise ConfigError(f"approval glob {pattern!r} reaches outside the roots "
-                          f"({', '.join(roots)})")
+                          f"({', '.join(roots)}): its fixed part {fixed} is in none of them")
     return pattern
 
 

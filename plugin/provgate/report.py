@@ -4,11 +4,18 @@ One model (``build``), three forms: a self-contained HTML page (no network: styl
 thumbnails as data: URIs, a Content-Security-Policy that forbids any fetch), CSV, and JSON valid
 against ``schemas/report.schema.json``. The report describes each file's latest decision; the
 older rows stay in the ledger's chain, whose verification the report states.
+
+The ledger is data, never markup: whoever can write the ledger file can put anything in any
+column. Every value from it is escaped for its context (text and attribute values alike), class
+names come from a fixed list (a kind or action not on it gets ``other``), and the page's
+Content-Security-Policy runs no script at all: no ``<script>``, no inline handler, only the
+page's own stylesheet (by its hash) and ``data:`` images that Pillow decoded and re-encoded.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import os
@@ -33,6 +40,8 @@ CSV_FIELDS = ("id", "time", "path", "kind", "c2pa", "zone", "action", "reason",
               "fingerprint", "size", "error", "evidence")
 THUMB_PX = 160
 THUMB_MAX_BYTES = 256 << 20  # larger images are named, not decoded, to keep a report quick
+NEUTRAL_CLASS = "other"  # the CSS class of a kind or action that is not one of ours
+_STYLE_HASH = "'sha256-STYLE'"  # in the template's CSP until the page's <style> is hashed
 
 
 def record(row: dict[str, Any], approvals: dict[int, Approval] | None = None) -> dict[str, Any]:
@@ -139,6 +148,8 @@ def _thumbnail(image_module: Any, path: str, size: int | None) -> str | None:
             im.thumbnail((THUMB_PX, THUMB_PX))
             out = io.BytesIO()
             im.convert("RGB").save(out, "JPEG", quality=70)
+        with image_module.open(io.BytesIO(out.getvalue())) as check:
+            check.load()  # what the page embeds decodes: no script is needed to hide a broken one
     except Exception:  # noqa: BLE001 - video, PDF, damaged or vanished: no thumbnail
         return None
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
@@ -150,7 +161,8 @@ def to_html(report: dict[str, Any]) -> str:
     """One self-contained page; every value from the ledger is escaped."""
     template = string.Template((PACKAGE_DIR / "report.html").read_text(encoding="utf-8"))
     meta, totals, files = report["report"], report["totals"], report["files"]
-    return template.substitute(
+    page = template.substitute(
+        style_hash=_STYLE_HASH,
         title=_e(meta["title"]), meta=_meta(meta), totals=_totals_html(totals),
         escalations=_table(
             [f for f in files if f["action"] == "escalate"],
@@ -163,10 +175,31 @@ def to_html(report: dict[str, Any]) -> str:
         flagged=_table([f for f in files if f["action"] == "flag"],
                        ("path", "kind", "zone", "reason"), "No AI use to disclose."),
         files="\n".join(_file_html(f) for f in files) or "<p>No decisions match.</p>")
+    # the CSP (in <head>, before any ledger value) names the hash of the page's own <style>
+    return page.replace(_STYLE_HASH, _style_hash(page), 1)
 
 
 def _e(value: Any) -> str:
+    """A value as HTML text or a quoted attribute value: & < > " ' all escaped."""
     return html.escape("" if value is None else str(value), quote=True)
+
+
+def _css(value: Any, allowed: tuple[str, ...]) -> str:
+    """A class name for a ledger value: the value itself only when it is one of ``allowed``."""
+    return value if isinstance(value, str) and value in allowed else NEUTRAL_CLASS
+
+
+def _style_hash(page: str) -> str:
+    """The CSP source that lets the page's own (first) <style> element apply, and nothing else."""
+    start = page.index("<style>") + len("<style>")
+    css = page[start:page.index("</style>", start)]
+    return "'sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode() + "'"
+
+
+def _evidence(value: Any) -> list[dict[str, Any]]:
+    """The evidence column as rows of signals, whatever shape a hand-edited ledger gave it."""
+    items = value if isinstance(value, list) else [] if value in (None, "") else [value]
+    return [item if isinstance(item, dict) else {"value": item} for item in items]
 
 
 def _meta(meta: dict[str, Any]) -> str:
@@ -215,11 +248,13 @@ def _table(rows: list[dict[str, Any]], cols: tuple[str, ...], empty: str) -> str
 
 
 def _file_html(f: dict[str, Any]) -> str:
-    thumb = (f'<img class="thumb" alt="" src="{f["thumbnail"]}" onerror="this.remove()">'
-             if f.get("thumbnail") else "")
+    # a thumbnail is only ever made here (Pillow, re-encoded, decoded again): a data: URI
+    thumb = (f'<img class="thumb" alt="" src="{_e(f["thumbnail"])}">'
+             if str(f.get("thumbnail") or "").startswith("data:image/jpeg;base64,") else "")
     evidence = "".join(
-        f"<tr><td>{_e(s['kind'])}</td><td>{_e(s['source'])}</td><td>{_e(s['tag'])}</td>"
-        f"<td>{_e(s['value'])}</td><td>{_e(s['meaning'])}</td></tr>" for s in f["evidence"])
+        "<tr>" + "".join(f"<td>{_e(s.get(k))}</td>"
+                         for k in ("kind", "source", "tag", "value", "meaning")) + "</tr>"
+        for s in _evidence(f["evidence"]))
     evidence = (f"<table><tr><th>signal</th><th>source</th><th>tag</th><th>value</th>"
                 f"<th>meaning</th></tr>{evidence}</table>" if evidence else
                 "<p>No provenance signal: origin unknown, never a clean bill.</p>")
@@ -228,11 +263,12 @@ def _file_html(f: dict[str, Any]) -> str:
     if gone:
         where = f" to {_e(gone['dest'])}" if gone["dest"] else " from the watched folders"
         error += f'<p class="departed">{_e(gone["event"])}{where} at {_e(gone["time"])}</p>'
-    return (f'<details class="file {f["action"]}" data-id="{f["id"]}"><summary>'
-            f'<span class="action">{f["action"]}</span> <span class="kind">{f["kind"]}</span> '
+    return (f'<details class="file {_css(f["action"], ACTIONS)}" data-id="{_e(f["id"])}">'
+            f'<summary><span class="action">{_e(f["action"])}</span> '
+            f'<span class="kind {_css(f["kind"], KINDS)}">{_e(f["kind"])}</span> '
             f'<span class="path">{_e(f["path"])}</span></summary>{thumb}'
             f"<p>{_e(f['reason'])}</p>{error}<p>C2PA: {_e(f['c2pa'])}; zone {_e(f['zone'])}; "
-            f"{_e(f['fingerprint'])}; decision #{f['id']} at {_e(f['time'])}</p>"
+            f"{_e(f['fingerprint'])}; decision #{_e(f['id'])} at {_e(f['time'])}</p>"
             f"{evidence}</details>")
 
 

@@ -7,14 +7,24 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from provgate import data
+from provgate.errors import ProvgateError
 from provgate.probe import Metadata
 
 DEFAULT_CATALOGUE = data.PACKAGE_DIR / "signatures.toml"
+# A marker's regex sees at most this many characters from each end of a value (generator
+# records start or end with their key: ComfyUI JSON opens with it, A1111 ends with "Steps:"), so
+# no crafted value costs more than a bounded search; the evidence keeps the full length.
+MATCH_WINDOW = 16 * 1024
+
+
+class MatchDeadline(ProvgateError):
+    """Matching one file's metadata ran past the deadline the caller gave ``Catalogue.match``."""
 
 
 @dataclass(frozen=True)
@@ -100,14 +110,19 @@ class Catalogue:
             self._memo[key] = rules
         return rules
 
-    def match(self, meta: Metadata, source: str = "exiftool") -> list[Signal]:
-        """Every signal the catalogue finds in ``meta``, in tag order."""
+    def match(self, meta: Metadata, source: str = "exiftool",
+              deadline: float | None = None) -> list[Signal]:
+        """Every signal the catalogue finds in ``meta``, in tag order. ``deadline`` (a
+        ``time.monotonic()`` value) bounds the whole file: past it, ``MatchDeadline``."""
         found: list[Signal] = []
         for full_key, key, value in meta.items():
             rules = self._rules_for(key)
             if not rules:
                 continue
             for text in _values(value):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise MatchDeadline(f"{meta.path}: matching the signal catalogue ran past "
+                                        f"its deadline (at {full_key})")
                 for rule in rules:
                     sig = self._apply(rule, full_key, text, source)
                     if sig is not None and sig not in found:
@@ -131,8 +146,8 @@ class Catalogue:
                 return None
             code, kind, spec = hit
             return Signal(kind, f"digital source type {code}: {spec['meaning']}", source, key,
-                          text.strip(), rule.marker)
-        if rule.pattern is not None and not rule.pattern.search(text):
+                          _short(text.strip()), rule.marker)
+        if rule.pattern is not None and not rule.pattern.search(_window(text)):
             return None
         return Signal(rule.kind, rule.meaning, source, key, _short(text), rule.marker)
 
@@ -142,6 +157,17 @@ def _values(value: Any) -> list[str]:
     return [str(v) for v in items if v not in (None, "") and str(v).strip()]
 
 
+def _window(text: str, limit: int = MATCH_WINDOW) -> str:
+    """What a marker's regex sees of a value: all of it, or its first and last ``limit``
+    characters joined by a NUL (no literal, ``\\s`` or word spans the gap; ``\\A`` and ``\\Z``
+    keep their meaning)."""
+    return text if len(text) <= 2 * limit else f"{text[:limit]}\0{text[-limit:]}"
+
+
 def _short(text: str, limit: int = 300) -> str:
     """Evidence keeps enough of a value to recognise it, not a whole workflow graph."""
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+    if len(text) <= limit:
+        return text
+    searched = (f"; markers read its first and last {MATCH_WINDOW} chars"
+                if len(text) > 2 * MATCH_WINDOW else "")
+    return text[:limit] + f"... ({len(text)} chars{searched})"

@@ -6,7 +6,7 @@ evidence, never hidden; no signal at all is ``unknown``, never a clean bill.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provgate.probe import Metadata
@@ -64,10 +64,51 @@ def pointer_state(meta: Metadata) -> str:
 def judge(meta: Metadata, signals: list[Signal], c2pa: str,
           credentials: dict[str, Any] | None = None,
           warnings: tuple[str, ...] = ()) -> Verdict:
-    """The verdict for one file. A read error with no signal at all makes it ``unreadable``."""
+    """The verdict for one file. A read error with no signal at all makes it ``unreadable``;
+    so does damage (ExifTool's truncation or corruption warning, or a structural check that
+    finds the file cut short) unless an AI signal outranks it: what a damaged file's missing
+    part held is unknown, so a human or algorithmic signal cannot clear it."""
     kind = strongest(signals)
+    error = meta.error
     if meta.error and not signals:
         kind = "unreadable"
-    return Verdict(kind=kind, c2pa=c2pa, evidence=tuple(signals), error=meta.error,
+    elif meta.damage and not meta.error:
+        error = f"truncated or corrupt file: {meta.damage}"
+        if kind not in AI_KINDS:
+            kind = "unreadable"
+    return Verdict(kind=kind, c2pa=c2pa, evidence=tuple(signals), error=error,
                    warnings=tuple(meta.warnings) + tuple(warnings),
                    credentials=credentials or {})
+
+
+# the C2PA state that speaks loudest for a container: a broken manifest anywhere inside it
+_STATE_WEIGHT = {s: i for i, s in enumerate(("absent", "valid_trusted", "valid_untrusted",
+                                              "not_checked", "remote", "stripped", "invalid"))}
+
+
+def combine_members(own: Verdict, members: list[tuple[str, Verdict]]) -> Verdict:
+    """The verdict of an archive from its own metadata and its members' verdicts.
+
+    Every member's evidence is kept with the member's path in its tag. A generated member
+    makes the archive generated; a member that could not be judged makes it ``unreadable``
+    unless an AI member already holds it harder, so nothing inside passes unjudged.
+    """
+    evidence = list(own.evidence)
+    unjudged: list[str] = []
+    warnings = list(own.warnings)
+    for name, v in members:
+        evidence += [replace(s, tag=f"archive member {name}: {s.tag}",
+                             meaning=f"{s.meaning} (archive member {name})") for s in v.evidence]
+        warnings += [f"archive member {name}: {w}" for w in v.warnings]
+        if v.kind == "unreadable":
+            unjudged.append(f"{name} ({v.error or 'could not be read'})")
+    kind = strongest(evidence)
+    error = None
+    if unjudged:
+        error = (f"{len(unjudged)} archive member(s) could not be judged: "
+                 + "; ".join(unjudged[:5]) + ("; ..." if len(unjudged) > 5 else ""))
+        if kind not in AI_KINDS:
+            kind = "unreadable"
+    c2pa = max([own.c2pa, *(v.c2pa for _, v in members)], key=lambda s: _STATE_WEIGHT.get(s, 0))
+    warnings.append(f"archive of {len(members)} member(s), each judged")
+    return Verdict(kind, c2pa, tuple(evidence), error, tuple(warnings), own.credentials)

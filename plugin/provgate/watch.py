@@ -31,9 +31,11 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, Fi
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from provgate.assets import Asset, GlobSet, anywhere, stat_asset
+from provgate import actions
+from provgate.assets import (SIDECAR_SUFFIXES, Asset, Filter, is_real_sidecar, media_of,
+                             relative, sidecars_of, stat_asset)
 from provgate.errors import ConfigError, LedgerError, ProvgateError
-from provgate.ledger import now_iso
+from provgate.ledger import check_folder, now_iso
 from provgate.pipeline import Gate, Options, text_path
 from provgate.policy import Policy
 
@@ -204,7 +206,9 @@ class Watcher:
         self._by_root: dict[str, Any] = {}
         self._down: set[str] = set()
         self._lockfile: Any = None
-        self._exclude = GlobSet(map(anywhere, opts.policy.exclude))
+        pol = opts.policy
+        self._filter = Filter([*pol.include, *opts.include], [*pol.exclude, *opts.exclude],
+                              pol.skip_hidden)
         # a quarantine inside a watched root must not feed its own files back in
         self._quarantine = str(opts.policy.quarantine_path(opts.quarantine)) + os.sep
 
@@ -253,6 +257,13 @@ class Watcher:
                 self._pending.pop(src, None)  # deleted while queued: nothing left to gate
                 self._open.pop(src, None)
             self._departures.append((src, dest, root, is_dir))
+        if not is_dir and not _sidecar_name(src):
+            # a media file gone (deleted, renamed, moved away) leaves its real sidecars
+            # behind as orphans: they are gated as such (held in a final zone), or follow it
+            # into quarantine if provgate's own move took it (see _instead_of)
+            for side in sidecars_of(src):
+                if not media_of(side):
+                    self.heard(side, root, False)
 
     def request_rescan(self, folder: str | None = None, root: str | None = None) -> None:
         with self._lock:
@@ -262,14 +273,12 @@ class Watcher:
                 self._rescan.update((r, r) for r in self.roots)
 
     def _ignored(self, path: str, root: str) -> bool:
+        """provgate's own quarantine and paths outside the root. Hidden files and partials
+        are not ignored here: the walk's filter marks them and the gate decides (held in a
+        final zone, left out elsewhere), as for a scan."""
         if path.startswith(self._quarantine):
             return True
-        rel = os.path.relpath(path, root)
-        if rel.startswith(".."):
-            return True
-        if self.opts.policy.skip_hidden and any(p.startswith(".") for p in Path(rel).parts):
-            return True
-        return self._exclude.match(rel.replace(os.sep, "/"))
+        return os.path.relpath(path, root).startswith("..")
 
     # -- life ------------------------------------------------------------------------------
 
@@ -465,27 +474,95 @@ class Watcher:
         departures, rescans and the heartbeat get their turn."""
         if not self._anything_settled():
             return
-        for rec in gate.pipeline(self._settled_stream(gate.opts.batch_size)):
+        for rec in gate.pipeline(self._settled_stream(gate.opts.batch_size, gate)):
             self._count(rec)
             if self._stop.is_set():
                 return  # stop soon: what is left is caught up at the next start
         self.stats.batches += 1
         self.stats.last_batch = time.time()
 
-    def _settled_stream(self, size: int) -> Iterator[list[Asset]]:
+    def _settled_stream(self, size: int, gate: Gate | None = None) -> Iterator[list[Asset]]:
         """Batches of settled files; an empty batch while files are still settling (a tick
         that lets finished batches out of the pipeline)."""
         ends = time.monotonic() + STREAM_SECONDS
         while not self._stop.is_set() and time.monotonic() < ends:
             ready = self._take_settled(size)
             if ready:
-                yield [stat_asset(path, root) for path, root in ready]
+                batch: dict[str, Asset] = {}
+                for path, root in ready:
+                    for p in self._instead_of(path, gate):
+                        batch.setdefault(p, self._asset(p, root))
+                yield list(batch.values())
                 continue
             with self._lock:
                 if not self._pending:
                     return
             yield []
             self._stop.wait(0.05)
+
+    def _instead_of(self, path: str, gate: Gate | None) -> list[str]:
+        """What to gate for a settled path: the path itself, except for a real sidecar, which
+        is never judged on its own. It stands for its media file(s), judged again with it
+        (their cached verdicts dropped: a sidecar changes nothing in the media file's size or
+        times), unless a media file is still arriving (its own entry judges it, sidecar and
+        all). A sidecar whose media file provgate quarantined follows it there in enforce
+        mode; any other with no media file is an orphan, recorded as one (stat_asset)."""
+        if not _sidecar_name(path) or not is_real_sidecar(path):
+            return [path]  # media, or a file that only has a sidecar's name
+        media = media_of(path)
+        if not media:
+            return [] if gate is not None and self._follow_quarantined(path, gate) else [path]
+        with self._lock:
+            due = [m for m in media if m not in self._pending and m not in self._open]
+        if due and gate is not None:
+            gate.ledger.forget_files([text_path(m) for m in due])
+        for m in due:
+            log.info("%s arrived or changed: judging %s again with it", path, m)
+        return due
+
+    def _follow_quarantined(self, path: str, gate: Gate) -> bool:
+        """A sidecar arriving after provgate quarantined its media file (enforce mode) is
+        moved into the quarantine beside it and added to that move (ledger row and receipt),
+        so a restore brings the pair back together. Its media file was blocked: the sidecar
+        is part of that blocked asset, and left in the delivery it would hold the delivery
+        as an orphan that nobody but provgate can pair again. In warn and audit modes
+        nothing moves: it is recorded as an orphan."""
+        if gate.mode != "enforce":
+            return False
+        folder, name = os.path.split(path)
+        stem = os.path.splitext(name)[0]
+        for move in gate.ledger.moves_from(text_path(folder)):
+            orig = move["original_path"]
+            base = os.path.basename(orig)
+            if (base == stem or os.path.splitext(base)[0] == stem) and not \
+                    os.path.lexists(orig) and os.path.exists(move["quarantined_path"]):
+                break
+        else:
+            return False
+        entry = actions.plan_sidecar(path, orig, Path(move["quarantined_path"]))
+        if entry is None:
+            return False
+        before = actions.move_sidecars(move)
+        # the intent is on record before the file moves; a crash in between leaves the
+        # sidecar in place, an orphan the next catch-up holds, and a restore skips it
+        gate.ledger.update_move(move["id"], sidecars=json.dumps([*before, entry]))
+        problems = actions.place_sidecars([entry])
+        if problems:
+            gate.ledger.update_move(move["id"], sidecars=json.dumps(before) if before else None)
+            log.error("%s", "; ".join(problems))
+            return False
+        try:
+            actions.write_receipt({**move, "sidecars": [*before, entry]},
+                                  gate.ledger.decision(move["decision_id"]) or {})
+        except (OSError, ProvgateError) as exc:
+            log.error("receipt of quarantine #%d not updated: %s", move["id"], exc)
+        log.info("%s arrived after its media file was quarantined (#%d): moved beside it to %s",
+                 path, move["id"], entry["quarantined_path"])
+        return True
+
+    def _asset(self, path: str, root: str) -> Asset:
+        why = self._filter.reason(relative(path, root))
+        return Asset(path, root, skipped=why) if why else stat_asset(path, root)
 
     def _anything_settled(self) -> bool:
         with self._lock:
@@ -501,9 +578,18 @@ class Watcher:
         with self._lock:
             changed: list[str] = []
             gone: list[str] = []
+            # a media file waits while a sidecar of its own is still arriving or settling,
+            # so that it is judged once, with it (the sidecar's settling releases it)
+            arriving = {(os.path.dirname(q), os.path.splitext(os.path.basename(q))[0])
+                        for q in (*self._pending, *self._open) if _sidecar_name(q)}
             for path, p in self._pending.items():
                 if now - p.heard < self.settle or len(ready) >= limit:
                     break
+                if arriving and not _sidecar_name(path):
+                    folder, name = os.path.split(path)
+                    if (folder, name) in arriving or \
+                            (folder, os.path.splitext(name)[0]) in arriving:
+                        continue
                 try:
                     st = os.stat(path)
                 except OSError:
@@ -546,7 +632,7 @@ class Watcher:
 
     def _take_lock(self) -> None:
         path = self._lock_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        check_folder(path).mkdir(parents=True, exist_ok=True)
         fh = open(path, "a+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -582,6 +668,10 @@ class Watcher:
             os.replace(tmp, path)
         except OSError as exc:
             log.error("cannot write the status file %s: %s", path, exc)
+
+
+def _sidecar_name(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in SIDECAR_SUFFIXES
 
 
 def read_status(opts: Options) -> dict[str, Any] | None:
