@@ -16,7 +16,7 @@ import pytest
 from conftest import HANG_CONFIG, SAMPLES, by_name, hanging_exiftool, run, run_json, without_dac_override
 from provgate.assets import Asset
 from provgate.errors import ExifToolUnavailable
-from provgate.pipeline import Gate, Options
+from provgate.session import Options, Session
 from provgate.probe import ExifToolPool
 
 ODD_NAMES = ["with space.jpg", "ünïcødé 日本.jpg", "new\nline.jpg", "-delete_original!.jpg",
@@ -105,8 +105,8 @@ def test_file_vanishing_between_walk_and_read(tmp_path: Path) -> None:
     st = f.stat()
     asset = Asset(str(f), str(tmp_path), st.st_size, st.st_mtime_ns, st.st_ino)
     f.unlink()
-    with Gate(Options()) as gate:
-        rec = gate.process([asset])[0]
+    with Session(Options()) as gate:
+        rec = gate.process([asset])[0].to_json()
     assert rec["kind"] == "unreadable"
     assert rec["error"].startswith("vanished")
 
@@ -221,8 +221,8 @@ def test_scan_goes_on_past_a_hanging_file(tmp_path: Path, monkeypatch: pytest.Mo
     for name in ("a.jpg", "hang.jpg", "b.jpg"):
         shutil.copy2(SAMPLES / "ai_iptc_generated.jpg", tree / name)
     cat = hanging_exiftool(tmp_path, monkeypatch)
-    with Gate(Options(timeout=2, catalogue=cat)) as gate:
-        records = by_name(list(gate.run([str(tree)])))
+    with Session(Options(timeout=2, catalogue=cat)) as gate:
+        records = by_name([r.to_json() for r in gate.run([str(tree)])])
     assert records["a.jpg"]["kind"] == records["b.jpg"]["kind"] == "ai_generated"
     assert records["hang.jpg"]["kind"] == "unreadable"
     assert "no answer within 2 s" in records["hang.jpg"]["error"]
@@ -231,10 +231,10 @@ def test_scan_goes_on_past_a_hanging_file(tmp_path: Path, monkeypatch: pytest.Mo
 def test_exiftool_processes_outlive_the_threads_that_used_them(samples: Path) -> None:
     """pyexiftool sets PR_SET_PDEATHSIG: a process started from a short-lived thread dies
     with it. A daemon runs many scans on one pool; none may need a restart."""
-    with Gate(Options()) as gate:
+    with Session(Options()) as gate:
         first = list(gate.run([str(samples)]))
         second = list(gate.run([str(samples)], ))
         os.utime(samples / "ai_iptc_generated.jpg")  # force a real read in a third run
         third = list(gate.run([str(samples / "ai_iptc_generated.jpg")]))
         assert gate.pool.restarts == 0
-    assert len(first) == len(second) and third[0]["kind"] == "ai_generated"
+    assert len(first) == len(second) and third[0].kind == "ai_generated"

@@ -16,7 +16,8 @@ from conftest import SAMPLES, by_name, run, run_json, tmpfs
 from provgate import data
 from provgate.assets import discover
 from provgate.ledger import Ledger
-from provgate.pipeline import Gate, Options
+from provgate import stages
+from provgate.session import Options, Session
 
 
 def fingerprints(*roots: Path) -> list[str]:
@@ -127,16 +128,18 @@ def test_quarantine_across_filesystems(delivery: Path, tiny_fs: Path) -> None:
     assert "sha256:" + hashlib.sha256(target.read_bytes()).hexdigest() == fp
 
 
-def test_crash_between_ledger_write_and_move_is_finished(delivery: Path) -> None:
+def test_crash_between_ledger_write_and_move_is_finished(delivery: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The decision and its pending move are committed; the process dies before moving."""
     final = delivery / "ep101" / "final"
     opts = Options(mode="enforce")
-    with Gate(opts) as gate:
+    with Session(opts) as gate:
         assets = [a.with_fingerprint() for a in discover([str(final)])]
         blocked = [a for a in assets if a.path.endswith("ai_iptc_generated.jpg")]
-        gate._carry_out = lambda moves, rows: None  # the crash: nothing after the commit runs
-        rec = gate.process(blocked)[0]
-        assert rec["action"] == "block" and rec["outcome"] == "quarantine pending"
+        with monkeypatch.context() as m:  # the crash: nothing after the commit runs
+            m.setattr(stages, "_carry_out", lambda session, planned: None)
+            rec = gate.process(blocked)[0]
+        assert rec.action == "block" and rec.outcome == "quarantine pending"
     assert (final / "ai_iptc_generated.jpg").exists()
     with Ledger(opts.policy.ledger_path()) as led:
         assert [m["state"] for m in led.moves()] == ["pending"]

@@ -20,7 +20,8 @@ from conftest import SAMPLES, by_name, run, run_json
 from provgate import data
 from provgate.assets import discover, is_real_sidecar, media_of, sidecar_for, sniff_sidecar
 from provgate.ledger import Ledger
-from provgate.pipeline import Gate, Options
+from provgate import stages
+from provgate.session import Options, Session
 from provgate.watch import Watcher
 
 CLIP = SAMPLES / "sidecar_clip.mov"  # unknown on its own, ai_generated with its sidecar
@@ -306,10 +307,10 @@ def test_crash_between_media_and_sidecar_move_is_finished(final: Path,
         copy(CLIP, final / f"{n}.mov").write_bytes(CLIP.read_bytes() + n.encode())
         copy(CLIP_XMP, final / f"{n}.mov.xmp")
     opts = Options(mode="enforce")
-    with Gate(opts) as gate:
-        gate._carry_out = lambda moves, rows: None  # the crash: nothing after the commit runs
+    with Session(opts) as gate, pytest.MonkeyPatch.context() as m:
+        m.setattr(stages, "_carry_out", lambda session, planned: None)  # the crash
         recs = gate.process([a.with_fingerprint() for a in discover([str(final)])])
-        assert [r["outcome"] for r in recs] == ["quarantine pending"] * 2
+        assert [r.outcome for r in recs] == ["quarantine pending"] * 2
     pending = {Path(m["original_path"]).name: m for m in moves()}
     assert {m["state"] for m in pending.values()} == {"pending"}
     # b: the clip reached quarantine (link, then unlink), its sidecar did not

@@ -17,7 +17,7 @@ import pytest
 from conftest import SAMPLES, hanging_exiftool, run, tmpfs, without_dac_override
 from provgate.errors import LedgerError
 from provgate.ledger import Ledger
-from provgate.pipeline import Options
+from provgate.session import Options
 from provgate.watch import Watcher, filesystem_type
 
 AI = SAMPLES / "ai_iptc_generated.jpg"

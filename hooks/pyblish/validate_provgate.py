@@ -43,12 +43,11 @@ class ValidateProvgate(pyblish.api.InstancePlugin):
         if not paths:
             self.log.debug("provgate: no files in %s", instance)
             return
-        from provgate.pipeline import Gate, Options
+        from provgate.session import Options, Session
 
         zone = instance.data.get("provgateZone") or os.environ.get("PROVGATE_ZONE") or "final"
-        with Gate(Options(zone=zone, mode="warn", actor="pyblish")) as gate:
-            records = [{k: v for k, v in r.items() if not k.startswith("_")}
-                       for r in gate.run(paths)]
+        with Session(Options(zone=zone, mode="warn", actor="pyblish")) as session:
+            records = [r.to_json() for r in session.run(paths)]
         instance.data["provgate"] = records
         held = [r for r in records if r["action"] in ("escalate", "block")]
         for r in records:

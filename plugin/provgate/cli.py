@@ -25,7 +25,8 @@ from provgate.ledger import Ledger
 from provgate.notify import setup_logging
 from provgate.output import (Printer, csv_writer, display_path, print_records, progress,
                              summary_line)
-from provgate.pipeline import Gate, Options, gate_exit_code
+from provgate.record import Brief, Record
+from provgate.session import Options, Session, gate_exit_code
 from provgate.policy import DEFAULT_POLICY, Policy, check_approval_glob
 from provgate.probe import ExifToolPool
 from provgate.signals import Catalogue
@@ -96,27 +97,26 @@ def _options(policy_path: str | None, **kw: Any) -> Options:
 
 
 def _run(paths: Iterable[str], opts: Options, fmt: str | None,
-         enrich: Callable[[Iterable[dict[str, Any]]], Iterable[dict[str, Any]]] = iter,
-         extra: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+         enrich: Callable[[Iterable[Record]], Iterable[Record]] = iter,
+         extra: Callable[[Session], Iterable[Record]] = lambda _s: ()) -> list[Brief]:
     """Gate the paths, printing each record as it comes (memory stays flat on 20,000 files);
-    returns the few fields the summary and the exit code need. ``enrich`` adds fields to each
-    record; ``extra`` records (a timeline's missing media) are printed after the gate's."""
-    slim: list[dict[str, Any]] = []
+    returns what the summary and the exit code need. ``enrich`` adds to each record;
+    ``extra`` records (a timeline's missing media) are printed after the gate's."""
+    briefs: list[Brief] = []
     show_progress = sys.stderr.isatty() and fmt is not None
     printer = Printer(fmt)
-    with Gate(opts) as gate:
+    with Session(opts) as session:
         if opts.record:  # a dry run moves nothing, not even a move a crash left pending
-            gate.recover()
-        records = (gate.run(paths, progress=progress(show_progress, paths)) if paths
+            session.recover()
+        records = (session.run(paths, progress=progress(show_progress, paths)) if paths
                    else iter(()))
-        for rec in itertools.chain(enrich(records), extra):
-            printer.emit(rec)
-            slim.append({k: rec.get(k) for k in ("path", "kind", "action", "reason", "approval",
-                                                  "clips", "fingerprint", "error")})
+        for rec in itertools.chain(enrich(records), extra(session)):
+            printer.emit(rec.to_json())
+            briefs.append(rec.brief())
     if show_progress:
         click.echo("\r\033[K", nl=False, err=True)
     printer.finish()
-    return slim
+    return briefs
 
 
 @main.command()
@@ -188,20 +188,21 @@ def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
     inputs = [*given, *timeline.files(clips, covered=given)]
     if clips:
         records = _run(inputs, opts, fmt, lambda recs: timeline.attach(recs, clips),
-                       timeline.problem_records(clips, zone or "final", opts.mode or "warn"))
+                       lambda session: timeline.problem_records(clips, session,
+                                                                zone or "final"))
     else:
         records = _run(inputs, opts, fmt)
     code = gate_exit_code(records)
-    held = [r for r in records if r["action"] in ("escalate", "block")]
+    held = [r for r in records if r.held]
     for r in held:
-        click.echo(f"HELD {r['action']}: {display_path(r['path'])}: {r['reason']}", err=True)
+        click.echo(f"HELD {r.action}: {display_path(r.path)}: {r.reason}", err=True)
         click.echo(f"     to clear: {clear_command(r, policy_path, ledger)}", err=True)
-        for c in r.get("clips") or []:
+        for c in r.clips or []:
             click.echo(f"     used by {c['track']} {c['name']!r}: source {c['source_in']}-"
                        f"{c['source_out']}, record {c['record_in']}-{c['record_out']}", err=True)
     if clips:
         failing = len({(u["track"], u["name"], u["record_in"])
-                       for r in held for u in r.get("clips") or []})
+                       for r in held for u in r.clips or []})
         click.echo(f"provgate: timeline: {len(clips)} clips with media, {failing} failing",
                    err=True)
     if not records and not allow_empty:
@@ -213,14 +214,14 @@ def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
     sys.exit(code)
 
 
-def clear_command(rec: dict[str, Any], policy_path: str | None, ledger: str | None) -> str:
+def clear_command(rec: Brief, policy_path: str | None, ledger: str | None) -> str:
     """What a producer runs to clear a held file, or what to fix when approval cannot."""
-    if not rec.get("fingerprint"):
+    if not rec.fingerprint:
         return ("fix the file and check again: it could not be judged "
-                f"({rec.get('error') or 'no content'}), so no approval can bind to it")
+                f"({rec.error or 'no content'}), so no approval can bind to it")
     extra = "".join(f" --{name} {shlex.quote(value)}" for name, value in
                     (("policy", policy_path), ("ledger", ledger)) if value)
-    return (f"provgate approve {shlex.quote(rec['path'])} --ref STUDIO-REF --by NAME{extra}"
+    return (f"provgate approve {shlex.quote(rec.path)} --ref STUDIO-REF --by NAME{extra}"
             " (written approval from the studio)")
 
 
@@ -541,7 +542,7 @@ def tag(files: tuple[str, ...], source_type: str, tool: str | None, force: bool,
     refused: list[str] = []
     failed: list[str] = []
     tagged = 0
-    with Gate(opts) as gate:
+    with Session(opts) as session:
         for f in files:
             shown = display_path(f)
             path = os.path.abspath(f)
@@ -574,10 +575,9 @@ def tag(files: tuple[str, ...], source_type: str, tool: str | None, force: bool,
                 click.echo(f"provgate: cannot tag {shown}: {why}", err=True)
                 failed.append(f)
                 continue
-            rec = gate.process([stat_asset(asset.path, asset.root)])[0]
+            rec = session.process([stat_asset(asset.path, asset.root)])[0]
             tagged += 1
-            click.echo(f"tagged {shown}: {source_type}; now {rec['kind']} "
-                       f"(decision #{rec['id']})")
+            click.echo(f"tagged {shown}: {source_type}; now {rec.kind} (decision #{rec.id})")
     if refused or failed:
         click.echo(f"provgate: tagged {tagged} of {len(files)} files; {len(refused)} refused "
                    f"or missing, {len(failed)} could not be written", err=True)

@@ -19,7 +19,26 @@ from typing import Any
 
 from provgate.probe import Metadata
 from provgate.signals import Catalogue, Signal
-from provgate.verdict import pointer_state
+
+
+def c2pa_state_from_metadata(meta: Metadata) -> str:
+    """What ExifTool alone can say about Content Credentials (no signature check)."""
+    for _full, key, _value in meta.items():
+        if key.startswith(("CBOR:", "JUMBF:")):  # a JUMBF store: a manifest to validate
+            return "not_checked"
+    return pointer_state(meta)
+
+
+def pointer_state(meta: Metadata) -> str:
+    """No manifest in the file: a ``self#jumbf`` provenance pointer means it was stripped, a
+    URL that it lives elsewhere (never fetched), nothing that there never was one."""
+    pointer = str(meta.tags.get("XMP-dcterms:Provenance") or "")
+    if pointer.startswith("self#jumbf"):
+        return "stripped"
+    if pointer.lower().startswith(("http://", "https://")):
+        return "remote"
+    return "absent"
+
 
 _c2pa: Any = None
 _IMPORT_ERROR: str | None = None

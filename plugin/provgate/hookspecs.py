@@ -1,4 +1,4 @@
-"""Extension points (pluggy). Built-in notifiers register through the same hooks as plugins.
+"""Extension points (pluggy). Built-in plugins register through the same hooks as others.
 
 Third-party plugins declare an entry point in the ``provgate`` group.
 """
@@ -14,8 +14,11 @@ hookimpl = pluggy.HookimplMarker("provgate")
 
 
 @hookspec
-def provgate_detect(path: str, metadata: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Extra signals for one file (a watermark decoder, a studio's own rules)."""
+def provgate_detect(path: str, metadata: dict[str, Any], settings: dict[str, Any]
+                    ) -> list[dict[str, Any]] | None:
+    """Evidence about one file (a watermark decoder, a studio's own rules): signals as dicts
+    with ``kind`` (one of the vocabulary's kinds), ``meaning``, ``tag``, ``value``; ``settings``
+    is the policy's ``[detectors]`` table. Called for every file that is read."""
 
 
 @hookspec

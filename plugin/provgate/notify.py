@@ -1,8 +1,6 @@
-"""Notifiers: tell people about flags and escalations. A failing notifier is reported, never fatal.
-
-A log line is always written; webhooks (JSON POST), commands (JSON on stdin) and apprise (chat,
-e-mail: a readable message) run when the policy configures them, and plugins can add other
-types through ``provgate_notify``.
+"""The built-in notifiers: webhooks (JSON POST), commands (JSON on stdin), apprise (chat,
+e-mail: a readable message) and the log, registered through ``provgate_notify`` like any
+plugin (``plugins.py`` sends; plugins can add other types). Also the log's set-up.
 """
 
 from __future__ import annotations
@@ -14,13 +12,10 @@ import subprocess
 import sys
 from typing import Any
 
-import pluggy
-
-from provgate import hookspecs
 from provgate.hookspecs import hookimpl
+from provgate.vocabulary import held
 
 log = logging.getLogger("provgate")
-_ORDER = ("allow", "flag", "escalate", "block")
 
 
 class BuiltinNotifiers:
@@ -80,43 +75,8 @@ def message(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plugin_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager("provgate")
-    pm.add_hookspecs(hookspecs)
-    pm.register(BuiltinNotifiers(), name="provgate.builtin_notifiers")
-    pm.load_setuptools_entrypoints("provgate")
-    return pm
-
-
-class Notifier:
-    """Sends each decision at or above a notifier's ``min_action`` to it."""
-
-    def __init__(self, notifiers: list[dict[str, Any]], pm: pluggy.PluginManager | None = None):
-        self.notifiers = notifiers
-        self.pm = pm or plugin_manager()
-
-    def send(self, record: dict[str, Any]) -> list[str]:
-        """Notify; returns the problems met (each also logged), for the record's warnings."""
-        action = record["action"]
-        if action in ("flag", "escalate", "block"):
-            log.info("%s %s: %s", action.upper(), record["path"], record["reason"])
-        problems = []
-        for n in self.notifiers:
-            if _ORDER.index(action) < _ORDER.index(n.get("min_action", "flag")):
-                continue
-            payload = {**record, "approve_command": approve_command(record)}
-            try:
-                if not any(self.pm.hook.provgate_notify(record=payload, notifier=n)):
-                    problems.append(f"notifier type {n['type']!r}: no plugin handles it")
-            except Exception as exc:  # noqa: BLE001 - a notifier never stops the gate
-                problems.append(f"notifier {n['type']} failed: {exc}")
-        for p in problems:
-            log.error("%s", p)
-        return problems
-
-
 def approve_command(record: dict[str, Any]) -> str | None:
-    if record["action"] not in ("escalate", "block"):
+    if not held(record["action"]):
         return None
     path = record["path"].replace("'", "'\\''")
     return f"provgate approve '{path}' --ref STUDIO-REF --by 'NAME'"

@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from provgate.pipeline import summarize
+from provgate.record import Brief
+from provgate.session import summarize
 
 CSV_FIELDS = ("id", "path", "kind", "c2pa", "zone", "action", "rule", "reason", "approval_ref",
               "fingerprint", "size", "error", "outcome", "evidence")
@@ -46,10 +47,6 @@ def progress(enabled: bool, paths: Iterable[str] = ()) -> Callable[[int], None] 
     return tick
 
 
-def public(rec: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in rec.items() if not k.startswith("_")}
-
-
 def print_records(records: Iterable[dict[str, Any]], fmt: str | None) -> None:
     printer = Printer(fmt)
     for r in records:
@@ -73,7 +70,7 @@ class Printer:
         self.count += 1
         if self.fmt in ("json", "ndjson"):
             # one record a line: json's C encoder (indent= falls back to pure Python)
-            line = json.dumps(public(r), ensure_ascii=False, default=str)
+            line = json.dumps(r, ensure_ascii=False, default=str)
             if self.fmt == "json":
                 line = ("[\n" if first else ",\n") + line
                 click.echo(line, nl=False)
@@ -126,7 +123,7 @@ def display_path(path: str) -> str:
     return shown.encode("utf-8", "backslashreplace").decode("utf-8").replace("\n", "\\n")
 
 
-def summary_line(records: list[dict[str, Any]]) -> str:
+def summary_line(records: list[Brief]) -> str:
     s = summarize(records)
     parts = [f"{n} {a}" for a, n in sorted(s["actions"].items())]
     extra = f", {s['approved']} by approval" if s["approved"] else ""

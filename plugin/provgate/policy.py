@@ -20,13 +20,11 @@ from provgate import data
 from provgate.assets import Asset, GlobSet, matches
 from provgate.credentials import TrustBundle
 from provgate.errors import ConfigError
-from provgate.verdict import Verdict
+from provgate.record import Decision, Verdict
+from provgate.vocabulary import ACTION_STRENGTH as _STRENGTH
+from provgate.vocabulary import HOLDS, KINDS
 
 DEFAULT_POLICY = data.PACKAGE_DIR / "default_policy.toml"
-ACTIONS = ("allow", "flag", "escalate", "block")
-MODES = ("enforce", "warn", "audit")
-HOLDS = frozenset({"escalate", "block"})
-_STRENGTH = {a: i for i, a in enumerate(ACTIONS)}
 _KIND_WORDS = {
     "ai_generated": "made by a generative AI model",
     "ai_composite": "real media with generated parts",
@@ -67,15 +65,6 @@ class Approval:
         return {"id": self.id, "ref": self.ref, "by": self.approver, "expires": self.expires}
 
 
-@dataclass(frozen=True)
-class Decision:
-    action: str
-    zone: str
-    rule: str
-    reason: str
-    approval: dict[str, Any] | None = None
-
-
 @dataclass
 class Policy:
     doc: dict[str, Any]
@@ -94,7 +83,7 @@ class Policy:
                                      GlobSet(g for g in paths if g.startswith("/"))))
         # a zone's strictness: how hard its actions hold, over every kind and C2PA state
         self._strictness = {
-            name: sum(_STRENGTH[self.action_for(name, k)[0]] for k in _KIND_WORDS)
+            name: sum(_STRENGTH[self.action_for(name, k)[0]] for k in KINDS)
             + sum(_STRENGTH[a] for a in zone.get("c2pa", {}).values())
             for name, zone in self.zones.items()}
         self._root_prefixes = sorted((r.rstrip(os.sep) + os.sep for r in self.roots),
@@ -142,6 +131,11 @@ class Policy:
     @property
     def roots(self) -> list[str]:
         return [str(self._path(r)) for r in self.doc.get("roots", [])]
+
+    @property
+    def detectors(self) -> dict[str, Any]:
+        """Settings of detector plugins (``[detectors.NAME]``), e.g. turning pixel reading on."""
+        return self.doc.get("detectors", {})
 
     @property
     def notifiers(self) -> list[dict[str, Any]]:
@@ -235,6 +229,12 @@ class Policy:
                                     f"{reason} Allowed by written approval {appr.ref} "
                                     f"({appr.approver}).", appr.summary())
         return Decision(action, zone, rule, reason)
+
+
+    def missing_media(self, zone: str, what: str) -> Decision:
+        """Media a cut uses that is not there (missing, offline, not a local file) blocks
+        the cut: what cannot be judged cannot go, and no approval can bind to it."""
+        return Decision("block", zone, "timeline.missing_media", what)
 
 
 def _reason(verdict: Verdict, zone: str, action: str, rule: str) -> str:

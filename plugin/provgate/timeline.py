@@ -11,9 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from provgate.assets import Asset
 from provgate.errors import ConfigError
+from provgate.ledger import now_iso
+from provgate.record import Record, unreadable
+
+if TYPE_CHECKING:
+    from provgate.session import Session
 
 
 @dataclass(frozen=True)
@@ -182,8 +188,7 @@ def files(clips: Sequence[ClipUse], covered: Sequence[str] = ()) -> list[str]:
             if not any(p == t or p.startswith(t.rstrip(os.sep) + os.sep) for t in tops)]
 
 
-def attach(records: Iterable[dict[str, Any]], clips: Sequence[ClipUse]
-           ) -> Iterable[dict[str, Any]]:
+def attach(records: Iterable[Record], clips: Sequence[ClipUse]) -> Iterable[Record]:
     """Each file's record with the clips that use it (``clips``: track, name, timecodes)."""
     using: dict[str, list[dict[str, Any]]] = {}
     for c in clips:
@@ -191,27 +196,26 @@ def attach(records: Iterable[dict[str, Any]], clips: Sequence[ClipUse]
             using.setdefault(p, []).append(c.to_dict())
     seen: set[str] = set()
     for rec in records:
-        path = rec.get("_raw_path", rec["path"])
+        path = rec.asset.path
         if path in seen:
             continue  # a cut's file that a folder given beside it held too: gated once
         seen.add(path)
-        rec["clips"] = using.get(path, [])
+        rec.clips = using.get(path, [])
         yield rec
 
 
-def problem_records(clips: Sequence[ClipUse], zone: str, mode: str) -> list[dict[str, Any]]:
-    """A blocking record for each clip whose media cannot be gated: missing media is an
-    error the report names, never a pass. Nothing is written to the ledger for it."""
+def problem_records(clips: Sequence[ClipUse], session: Session, zone: str) -> list[Record]:
+    """A record for each clip whose media cannot be gated, decided by the policy: missing
+    media is an error the report names, never a pass. Nothing is written to the ledger."""
     out = []
     for c in clips:
         if not c.error:
             continue
         where = f"{c.track} {c.name!r} at {c.record_in}"
-        out.append({
-            "id": None, "path": (c.missing[0] if c.missing else c.media) or f"({c.name})",
-            "kind": "unreadable", "c2pa": "not_checked", "evidence": [], "fingerprint": None,
-            "size": None, "error": c.error, "warnings": [], "zone": zone, "action": "block",
-            "rule": "timeline.missing_media", "reason": f"{c.error} ({where})",
-            "approval": None, "mode": mode, "outcome": "the cut cannot be checked",
-            "clips": [c.to_dict()]})
+        path = (c.missing[0] if c.missing else c.media) or f"({c.name})"
+        rec = Record(Asset(path, os.path.dirname(path), error=c.error), unreadable(c.error),
+                     session.policy.missing_media(zone, f"{c.error} ({where})"),
+                     session.run_info, now_iso(), session.tools(),
+                     outcome="the cut cannot be checked", clips=[c.to_dict()])
+        out.append(rec)
     return out

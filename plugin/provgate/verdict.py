@@ -6,59 +6,24 @@ evidence, never hidden; no signal at all is ``unknown``, never a clean bill.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from provgate.probe import Metadata
+from provgate.record import Verdict
 from provgate.signals import Signal
+from provgate.vocabulary import AI_KINDS, KIND_RANK
 
-KINDS = ("ai_generated", "ai_composite", "ai_possible", "algorithmic", "human", "unknown",
-         "unreadable")
-AI_KINDS = frozenset(KINDS[:3])
-_RANK = {kind: rank for rank, kind in enumerate(reversed(KINDS[:5]), start=1)}
-C2PA_STATES = ("valid_trusted", "valid_untrusted", "invalid", "stripped", "remote", "absent",
-               "not_checked")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    kind: str
-    c2pa: str
-    evidence: tuple[Signal, ...] = ()
-    error: str | None = None
-    warnings: tuple[str, ...] = ()
-    credentials: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def deciding(self) -> Signal | None:
-        """The first signal of the winning kind: the one a reason should cite."""
-        return next((s for s in self.evidence if s.kind == self.kind), None)
+# a container's C2PA state: the loudest of its members' (a broken manifest anywhere inside it)
+_STATE_WEIGHT = {s: i for i, s in enumerate(("absent", "valid_trusted", "valid_untrusted",
+                                              "not_checked", "remote", "stripped", "invalid"))}
 
 
 def strongest(signals: list[Signal] | tuple[Signal, ...]) -> str:
     """The kind of the strongest signal, or ``unknown`` when there is none."""
     if not signals:
         return "unknown"
-    return max((s.kind for s in signals), key=_RANK.__getitem__)
-
-
-def c2pa_state_from_metadata(meta: Metadata) -> str:
-    """What ExifTool alone can say about Content Credentials (no signature check)."""
-    for _full, key, _value in meta.items():
-        if key.startswith(("CBOR:", "JUMBF:")):  # a JUMBF store: a manifest to validate
-            return "not_checked"
-    return pointer_state(meta)
-
-
-def pointer_state(meta: Metadata) -> str:
-    """No manifest in the file: a ``self#jumbf`` provenance pointer means it was stripped, a
-    URL that it lives elsewhere (never fetched), nothing that there never was one."""
-    pointer = str(meta.tags.get("XMP-dcterms:Provenance") or "")
-    if pointer.startswith("self#jumbf"):
-        return "stripped"
-    if pointer.lower().startswith(("http://", "https://")):
-        return "remote"
-    return "absent"
+    return max((s.kind for s in signals), key=KIND_RANK.__getitem__)
 
 
 def judge(meta: Metadata, signals: list[Signal], c2pa: str,
@@ -79,11 +44,6 @@ def judge(meta: Metadata, signals: list[Signal], c2pa: str,
     return Verdict(kind=kind, c2pa=c2pa, evidence=tuple(signals), error=error,
                    warnings=tuple(meta.warnings) + tuple(warnings),
                    credentials=credentials or {})
-
-
-# the C2PA state that speaks loudest for a container: a broken manifest anywhere inside it
-_STATE_WEIGHT = {s: i for i, s in enumerate(("absent", "valid_trusted", "valid_untrusted",
-                                              "not_checked", "remote", "stripped", "invalid"))}
 
 
 def combine_members(own: Verdict, members: list[tuple[str, Verdict]]) -> Verdict:

@@ -36,7 +36,8 @@ from provgate.assets import (SIDECAR_SUFFIXES, Asset, Filter, is_real_sidecar, m
                              relative, sidecars_of, stat_asset)
 from provgate.errors import ConfigError, LedgerError, ProvgateError
 from provgate.ledger import check_folder, now_iso
-from provgate.pipeline import Gate, Options, text_path
+from provgate.record import Record, text_path
+from provgate.session import Options, Session
 from provgate.policy import Policy
 
 log = logging.getLogger("provgate")
@@ -290,9 +291,9 @@ class Watcher:
         self._take_lock()
         overflow = _OverflowLog(self)
         logging.getLogger("watchdog").addHandler(overflow)
-        gate: Gate | None = None
+        gate: Session | None = None
         try:
-            gate = Gate(self.opts)
+            gate = Session(self.opts)
             for moved in gate.recover():
                 log.info("finished an interrupted move: %s", moved)
             self._start_observers()
@@ -326,7 +327,7 @@ class Watcher:
             self._release_lock()
             log.info("stopped after %d decisions", self.stats.decided)
 
-    def _do(self, duty: Any, gate: Gate) -> None:
+    def _do(self, duty: Any, gate: Session) -> None:
         """One duty of the loop. A failure (a full disk, a locked ledger) is logged and the
         roots are caught up once it clears, so the files in hand are not dropped; the same
         duty failing MAX_FAILURES times in a row stops the daemon (the service restarts it)."""
@@ -389,13 +390,13 @@ class Watcher:
             self._observers.remove(old)
         self._observe(root)
 
-    def _maybe_reload(self, gate: Gate) -> Gate:
+    def _maybe_reload(self, gate: Session) -> Session:
         if not self._reload.is_set():
             return gate
         self._reload.clear()
         try:
             policy = Policy.load(self.policy_path)
-            new = Gate(replace(self.opts, policy=policy))
+            new = Session(replace(self.opts, policy=policy))
         except ProvgateError as exc:
             log.error("policy reload refused, keeping the old one: %s", exc)
             return gate
@@ -406,7 +407,7 @@ class Watcher:
 
     # -- work ------------------------------------------------------------------------------
 
-    def _rescan_requested(self, gate: Gate) -> None:
+    def _rescan_requested(self, gate: Session) -> None:
         """Catch up on a folder: gate what is new or changed, and record as removed what the
         cache knows there but is gone (deleted while provgate was down or deaf)."""
         with self._lock:
@@ -416,9 +417,9 @@ class Watcher:
             seen: set[str] = set()
             fresh: dict[str | None, str] = {}  # fingerprint -> a path read anew in this pass
             for rec in gate.run([folder], root=root):
-                seen.add(rec["path"])
-                if not rec["cached"] and rec["fingerprint"]:
-                    fresh.setdefault(rec["fingerprint"], rec["path"])
+                seen.add(rec.path)
+                if not rec.cached and rec.asset.fingerprint:
+                    fresh.setdefault(rec.asset.fingerprint, rec.path)
                 self._count(rec)
             if os.path.isdir(root):  # an unmounted share is not a deletion
                 gone = [r for r in gate.ledger.cached_under(folder)
@@ -427,7 +428,7 @@ class Watcher:
                     ("moved", r, fresh[r["fingerprint"]]) if r["fingerprint"] in fresh
                     else ("removed", r, "") for r in gone])
 
-    def _record_departures(self, gate: Gate) -> None:
+    def _record_departures(self, gate: Session) -> None:
         with self._lock:
             todo, self._departures = self._departures, []
         events = []
@@ -450,7 +451,7 @@ class Watcher:
                     events.append(("removed", row, ""))
         self._write_departures(gate, events)
 
-    def _write_departures(self, gate: Gate, events: list[tuple[str, dict[str, Any], str]]
+    def _write_departures(self, gate: Session, events: list[tuple[str, dict[str, Any], str]]
                           ) -> None:
         """Chain the departures; provgate's own quarantine moves are already on record."""
         rows = [{"time": now_iso(), "event": kind, "path": row["path"], "dest": dest or None,
@@ -467,7 +468,7 @@ class Watcher:
             log.info("%s %s%s", r["event"].upper(), r["path"],
                      f" -> {r['dest']}" if r["dest"] else "")
 
-    def _settled_batch(self, gate: Gate) -> None:
+    def _settled_batch(self, gate: Session) -> None:
         """Gate settled files as one stream through the scan pipeline: files that settle while
         earlier ones are read join the same stream, so ExifTool never waits for a group to
         finish. A stream ends when nothing is pending, or after STREAM_SECONDS so that
@@ -481,7 +482,7 @@ class Watcher:
         self.stats.batches += 1
         self.stats.last_batch = time.time()
 
-    def _settled_stream(self, size: int, gate: Gate | None = None) -> Iterator[list[Asset]]:
+    def _settled_stream(self, size: int, gate: Session | None = None) -> Iterator[list[Asset]]:
         """Batches of settled files; an empty batch while files are still settling (a tick
         that lets finished batches out of the pipeline)."""
         ends = time.monotonic() + STREAM_SECONDS
@@ -500,7 +501,7 @@ class Watcher:
             yield []
             self._stop.wait(0.05)
 
-    def _instead_of(self, path: str, gate: Gate | None) -> list[str]:
+    def _instead_of(self, path: str, gate: Session | None) -> list[str]:
         """What to gate for a settled path: the path itself, except for a real sidecar, which
         is never judged on its own. It stands for its media file(s), judged again with it
         (their cached verdicts dropped: a sidecar changes nothing in the media file's size or
@@ -520,7 +521,7 @@ class Watcher:
             log.info("%s arrived or changed: judging %s again with it", path, m)
         return due
 
-    def _follow_quarantined(self, path: str, gate: Gate) -> bool:
+    def _follow_quarantined(self, path: str, gate: Session) -> bool:
         """A sidecar arriving after provgate quarantined its media file (enforce mode) is
         moved into the quarantine beside it and added to that move (ledger row and receipt),
         so a restore brings the pair back together. Its media file was blocked: the sidecar
@@ -606,11 +607,11 @@ class Watcher:
                 self._pending[path] = self._pending.pop(path)
         return ready
 
-    def _count(self, rec: dict[str, Any]) -> None:
-        if not rec.get("cached"):
+    def _count(self, rec: Record) -> None:
+        if not rec.cached:
             self.stats.decided += 1
-        if (rec.get("error") or "").startswith("folder not scanned: permission denied"):
-            self._denied[rec.get("_raw_path", rec["path"])] = rec["root"]
+        if (rec.verdict.error or "").startswith("folder not scanned: permission denied"):
+            self._denied[rec.asset.path] = rec.asset.root
 
     def _retry_denied(self) -> None:
         """A folder provgate may not read has no watch: once its permissions are fixed, the

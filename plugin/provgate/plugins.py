@@ -1,0 +1,97 @@
+"""Plugins: the pluggy manager, detectors and notifiers.
+
+Built-in notifiers (``notify.py``) register through the same hooks as third-party plugins,
+which declare an entry point in the ``provgate`` group (datasette's way). A plugin that
+fails is reported in the record, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from provgate import hookspecs
+from provgate.signals import Signal
+from provgate.vocabulary import KINDS, at_least
+
+if TYPE_CHECKING:
+    from provgate.policy import Policy
+    from provgate.probe import Metadata
+
+log = logging.getLogger("provgate")
+
+
+def manager() -> pluggy.PluginManager:
+    """The built-in plugins and every installed ``provgate`` entry point."""
+    from provgate import notify
+
+    pm = pluggy.PluginManager("provgate")
+    pm.add_hookspecs(hookspecs)
+    pm.register(notify.BuiltinNotifiers(), name="provgate.builtin_notifiers")
+    pm.load_setuptools_entrypoints("provgate")
+    return pm
+
+
+def detect(pm: pluggy.PluginManager, path: str, meta: Metadata, policy: Policy) -> list[Signal]:
+    """Signals from every detector plugin for one file. A detector that raises or returns
+    something that is not evidence is logged and skipped: it never stops the gate."""
+    if not pm.hook.provgate_detect.get_hookimpls():
+        return []
+    out: list[Signal] = []
+    try:
+        results = pm.hook.provgate_detect(path=path, metadata=meta.tags,
+                                          settings=policy.detectors)
+    except Exception as exc:  # noqa: BLE001 - a third-party detector must not stop the gate
+        log.error("a detector plugin failed on %s: %s", path, exc)
+        return []
+    for found in results:
+        for item in found or ():
+            signal = _signal(item)
+            if signal is None:
+                log.error("a detector plugin returned something that is not evidence: %r",
+                          item)
+            else:
+                out.append(signal)
+    return out
+
+
+def _signal(item: Any) -> Signal | None:
+    if isinstance(item, Signal):
+        return item if item.kind in KINDS else None
+    if not isinstance(item, dict) or item.get("kind") not in KINDS:
+        return None
+    return Signal(kind=item["kind"], meaning=str(item.get("meaning", ""))[:500],
+                  source=str(item.get("source", "plugin"))[:100],
+                  tag=str(item.get("tag", ""))[:200], value=str(item.get("value", ""))[:2000],
+                  marker=str(item.get("marker", "plugin"))[:100])
+
+
+class Notifier:
+    """Sends each decision at or above a notifier's ``min_action`` to it."""
+
+    def __init__(self, notifiers: list[dict[str, Any]], pm: pluggy.PluginManager | None = None):
+        self.notifiers = notifiers
+        self.pm = pm or manager()
+
+    def send(self, record: dict[str, Any]) -> list[str]:
+        """Notify; returns the problems met (each also logged), for the record's warnings."""
+        from provgate.notify import approve_command
+
+        action = record["action"]
+        if action != "allow":
+            log.info("%s %s: %s", action.upper(), record["path"], record["reason"])
+        problems = []
+        for n in self.notifiers:
+            if not at_least(action, n.get("min_action", "flag")):
+                continue
+            payload = {**record, "approve_command": approve_command(record)}
+            try:
+                if not any(self.pm.hook.provgate_notify(record=payload, notifier=n)):
+                    problems.append(f"notifier type {n['type']!r}: no plugin handles it")
+            except Exception as exc:  # noqa: BLE001 - a notifier never stops the gate
+                problems.append(f"notifier {n['type']} failed: {exc}")
+        for p in problems:
+            log.error("%s", p)
+        return problems

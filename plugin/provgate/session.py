@@ -1,0 +1,255 @@
+"""Session: one run of the gate. It owns the resources (catalogue, ExifTool pool, credential
+checker, detector plugins, ledger, notifiers) and streams batches of files through the stages
+(``stages.py``). ``scan``, ``check``, ``watch``, the timeline gate and the pyblish validator
+all go through it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from provgate import __version__, actions, credentials, plugins, stages
+from provgate.assets import Asset, discover
+from provgate.credentials import CredentialChecker
+from provgate.errors import ConfigError
+from provgate.ledger import Ledger
+from provgate.policy import Policy
+from provgate.probe import ExifToolPool, Integrity, Metadata, find_exiftool
+from provgate.record import Brief, Record, Run, text_path
+from provgate.signals import Catalogue, Signal
+from provgate.stages import Judged
+from provgate.vocabulary import MODES
+
+# bumped when judging changes in code (not in the catalogue): cached verdicts are read again
+JUDGE_VERSION = 2
+
+
+@dataclass
+class Options:
+    """Everything one run needs; the CLI fills it from options, a library user directly."""
+
+    policy: Policy = field(default_factory=Policy.load)
+    ledger: str | None = None
+    quarantine: str | None = None
+    mode: str | None = None
+    zone: str | None = None
+    actor: str = "cli"
+    rescan: bool = False
+    record: bool = True
+    processes: int | None = None
+    timeout: float = 30.0
+    batch_size: int = 64
+    exiftool: str | None = None
+    catalogue: Path | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    # re-hash files the cache knows before trusting their cached verdict (the gate: a file
+    # rewritten with its size and times restored must not keep an old "allow")
+    confirm_content: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode and self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if self.zone and self.zone not in self.policy.zones and self.zone != self.policy.default_zone:
+            raise ConfigError(f"unknown zone {self.zone!r}: the policy defines "
+                              f"{', '.join(self.policy.zones) or 'no zones'}")
+
+
+class Session:
+    """Opened once per run; closes what it opened."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.policy = opts.policy
+        self.mode = opts.mode or self.policy.mode
+        self.catalogue = Catalogue.load(opts.catalogue)
+        self.exiftool = find_exiftool(opts.exiftool)
+        trust = self.policy.trust_bundle()
+        self.checker = CredentialChecker(self.catalogue, trust)
+        self.plugins = plugins.manager()
+        self.ledger = Ledger(self.policy.ledger_path(opts.ledger), scratch=not opts.record)
+        self.quarantine_dir = self.policy.quarantine_path(opts.quarantine)
+        self.notifier = plugins.Notifier(self.policy.notifiers, self.plugins)
+        self.user = actions.current_user()
+        self.run_info = Run(self.mode, self.policy.digest, trust.digest, opts.actor, self.user)
+        installed = credentials.installed()
+        self._c2pa_version = f"c2pa-python {installed}" if installed else "not installed"
+        self.cache_key = hashlib.sha256(
+            f"{JUDGE_VERSION}|{self.catalogue.digest}|{trust.digest}|{installed}".encode()
+        ).hexdigest()[:16]
+        self.hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="provgate-hash")
+        self.planned: set[Path] = set()  # quarantine names given out in this session
+        self._pool: ExifToolPool | None = None
+        self._pool_lock = threading.Lock()
+        self._tools: dict[str, Any] | None = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool:
+            self._pool.close()
+        self.hasher.shutdown(wait=True)
+        self.ledger.close()
+
+    @property
+    def pool(self) -> ExifToolPool:
+        """Started on first need: a rescan of unchanged files never starts ExifTool."""
+        with self._pool_lock:
+            if self._pool is None:
+                # all tags: ExifTool 12.57 filters named tags slowly (bench_scan.py, B2)
+                self._pool = ExifToolPool(None, self.opts.processes, self.opts.timeout,
+                                          self.opts.batch_size, self.exiftool,
+                                          integrity=Integrity.from_doc(self.catalogue.doc))
+                self._tools = None
+            return self._pool
+
+    def tools(self) -> dict[str, Any]:
+        """The versions that judged a record (one dict shared until ExifTool starts)."""
+        if self._tools is None:
+            self._tools = {"provgate": __version__,
+                           "exiftool": self._pool.version if self._pool else None,
+                           "catalogue": self.catalogue.version, "c2pa": self._c2pa_version}
+        return self._tools
+
+    def detect(self, path: str, meta: Metadata) -> list[Signal]:
+        """Signals from detector plugins (a studio's own rules, pixel evidence)."""
+        return plugins.detect(self.plugins, path, meta, self.policy)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self, paths: Iterable[str], progress: Callable[[int], None] | None = None,
+            root: str | None = None) -> Iterator[Record]:
+        """Judge every file under ``paths``; yields one record per file, in walk order."""
+        walk = discover(list(paths), [*self.policy.include, *self.opts.include],
+                        [*self.policy.exclude, *self.opts.exclude], self.policy.skip_hidden,
+                        root, prune=[str(self.quarantine_dir)])
+        yield from self.pipeline(_chunks(walk, self.opts.batch_size), progress)
+
+    def admit(self, assets: list[Asset]) -> list[Asset]:
+        """Files the walk marked as left out are dropped, except in a zone that holds what it
+        cannot judge (final): there they become records with the reason, so a hidden file or
+        a transfer partial in a deliverable holds the delivery instead of slipping by."""
+        out = []
+        for a in assets:
+            if a.skipped is None:
+                out.append(a)
+                continue
+            zone = self.policy.zone_of(a, self.opts.zone)
+            if self.policy.holds_unjudged(zone):
+                out.append(replace(a, error=f"not judged: {a.skipped}; in zone {zone} every "
+                                            "file of a delivery must be judged"))
+        return out
+
+    def pipeline(self, batches: Iterable[list[Asset]],
+                 progress: Callable[[int], None] | None = None) -> Iterator[Record]:
+        """The stages over a stream of batches, overlapped: reader threads keep every ExifTool
+        process busy (hashing beside them), one thread judges what they read, and this thread
+        decides, records and acts. A batch leaves as soon as it is done; an empty batch is a
+        tick that only lets finished ones out (the daemon sends one while files settle). A
+        bounded window keeps memory flat."""
+        workers = self.opts.processes or os.cpu_count() or 1
+        window: deque[tuple[list[Asset], Future[Any], dict[str, Any]]] = deque()
+        with ThreadPoolExecutor(workers, thread_name_prefix="provgate-read") as readers, \
+                ThreadPoolExecutor(1, thread_name_prefix="provgate-judge") as judges:
+            for batch in batches:
+                batch = self.admit(batch)
+                if batch:
+                    cached = self._cached(batch)
+                    ready, todo, confirm = stages.known(self, batch,
+                                                        {} if self.opts.rescan else cached)
+                    reading = readers.submit(stages.read, self, todo, confirm) if todo else None
+                    window.append((batch, judges.submit(self._judge, ready, reading), cached))
+                while window and (len(window) > 2 * workers or window[0][1].done()):
+                    yield from self._conclude(*window.popleft(), progress)
+            while window:
+                yield from self._conclude(*window.popleft(), progress)
+
+    def process(self, assets: list[Asset]) -> list[Record]:
+        """One batch, without the overlap of ``run``."""
+        assets = self.admit(assets)
+        cached = self._cached(assets)
+        ready, todo, confirm = stages.known(self, assets, {} if self.opts.rescan else cached)
+        reading: Future[Any] | None = None
+        if todo:
+            reading = Future()
+            reading.set_result(stages.read(self, todo, confirm))
+        return self._conclude(assets, _done(self._judge(ready, reading)), cached, None)
+
+    def _cached(self, assets: list[Asset]) -> dict[str, dict[str, Any]]:
+        return self.ledger.cached_files([text_path(a.path) for a in assets if not a.error])
+
+    def _judge(self, ready: dict[str, Judged], reading: Future[Any] | None
+               ) -> dict[str, Judged]:
+        out = dict(ready)
+        if reading is not None:
+            readings, same = reading.result()
+            out.update(same)
+            for r in readings:
+                out[r.asset.path] = Judged(r.asset, stages.judge(self, r))
+        return out
+
+    def _conclude(self, batch: list[Asset], judged: Future[Any], cached: dict[str, Any],
+                  progress: Callable[[int], None] | None) -> list[Record]:
+        verdicts = judged.result()
+        approvals = self.ledger.approvals(include_inactive=False)
+        records = [stages.decide(self, verdicts[a.path], approvals) for a in batch]
+        planned = stages.record(self, records, cached)
+        if self.opts.record:
+            stages.act(self, records, planned)
+        else:
+            for rec in records:
+                rec.outcome = stages._outcome(rec, self.mode)
+        if progress:
+            progress(len(batch))
+        return records
+
+    def recover(self) -> list[str]:
+        """Finish moves a crash interrupted (the decision was committed, the move was not)."""
+        return [stages.finish_move(self, move, self.ledger.decision(move["decision_id"]) or {})
+                for move in self.ledger.moves("pending")]
+
+
+def _done(value: Any) -> Future[Any]:
+    f: Future[Any] = Future()
+    f.set_result(value)
+    return f
+
+
+def _chunks(items: Iterable[Asset], size: int) -> Iterator[list[Asset]]:
+    batch: list[Asset] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def gate_exit_code(records: Iterable[Record | Brief]) -> int:
+    """0 when every file may go (allowed or flagged), 1 when any is held or blocked."""
+    return 1 if any(r.held for r in records) else 0
+
+
+def summarize(records: Iterable[Record | Brief]) -> dict[str, Any]:
+    by_action: dict[str, int] = {}
+    by_kind: dict[str, int] = {}
+    approved = files = 0
+    for r in records:
+        files += 1
+        by_action[r.action] = by_action.get(r.action, 0) + 1
+        by_kind[r.kind] = by_kind.get(r.kind, 0) + 1
+        approved += bool(r.approval)
+    return {"files": files, "actions": by_action, "kinds": by_kind, "approved": approved}

@@ -1,0 +1,345 @@
+"""The stages a batch of files goes through, one function each, over typed values:
+
+    known  which cached verdicts still hold (stat, sidecars, judging code; content for check)
+    read   fingerprints and ExifTool metadata (the file's and its XMP sidecars')
+    judge  a Verdict from signals, Content Credentials, detector plugins and archive members
+    decide a Record: the policy stage, the only one that assigns an action
+    record the ledger rows (decisions, file cache, planned moves), committed before any move
+    act    quarantine, verdict sidecars, notifications; the outcome of each record
+
+The session (``session.py``) owns the resources they use and overlaps them over a stream of
+batches. Nothing here keeps state between calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from provgate import actions, archives
+from provgate.assets import Asset, folder_listing, sidecar_stamp, sidecars_of
+from provgate.credentials import c2pa_state_from_metadata
+from provgate.errors import ActionError, ProvgateError
+from provgate.ledger import now_iso
+from provgate.policy import Approval
+from provgate.probe import Metadata
+from provgate.record import Reading, Record, Verdict, text_path, unreadable
+from provgate.signals import MatchDeadline, Signal
+from provgate.verdict import combine_members, judge as judge_signals
+
+if TYPE_CHECKING:
+    from provgate.session import Session
+
+log = logging.getLogger("provgate")
+_BIG_FILE = 64 << 20  # hashed in a task of its own
+# ExifTool's names for containers; a file it cannot identify may be one it does not know
+_ARCHIVE_TYPES = frozenset({"ZIP", "TAR", "GZIP", "7Z", "RAR", "BZ2", "XZ", "ZSTD"})
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """A file with its verdict; ``cached`` when the verdict came from the file cache."""
+
+    asset: Asset
+    verdict: Verdict
+    cached: bool = False
+
+
+# -- known ------------------------------------------------------------------------------------
+
+def known(s: Session, assets: list[Asset], cached: dict[str, dict[str, Any]]
+          ) -> tuple[dict[str, Judged], list[Asset], dict[str, dict[str, Any]]]:
+    """Verdicts known without reading (errors, unchanged files), the files to read, and among
+    those the ones whose cached verdict holds if their content is unchanged (``check``)."""
+    ready: dict[str, Judged] = {}
+    todo: list[Asset] = []
+    confirm: dict[str, dict[str, Any]] = {}
+    listing = folder_listing()
+    for a in assets:
+        if a.error:
+            ready[a.path] = Judged(a, unreadable(a.error))
+            continue
+        a = replace(a, context=context(s, a.path, listing))
+        row = cached.get(text_path(a.path))
+        if row and (row["size"], row["mtime_ns"], row["ctime_ns"], row["inode"],
+                    row["catalogue"]) == (a.size, a.mtime_ns, a.ctime_ns, a.inode, a.context):
+            if not s.opts.confirm_content:
+                ready[a.path] = Judged(replace(a, fingerprint=row["fingerprint"]),
+                                       Verdict.from_json(row["verdict"]), True)
+                continue
+            confirm[a.path] = row
+        todo.append(a)
+    return ready, todo, confirm
+
+
+def context(s: Session, path: str, listing: Any) -> str:
+    """What a cached verdict was judged with: the catalogue, trust and judging code, and the
+    file's sidecars (one arriving or changing beside it changes its evidence)."""
+    stamp = sidecar_stamp(path, listing)
+    if not stamp:
+        return s.cache_key
+    return hashlib.sha256(os.fsencode(f"{s.cache_key}|{stamp}")).hexdigest()[:16]
+
+
+# -- read -------------------------------------------------------------------------------------
+
+def read(s: Session, todo: list[Asset], confirm: dict[str, dict[str, Any]]
+         ) -> tuple[list[Reading], dict[str, Judged]]:
+    """Fingerprints and metadata for one batch. Files in ``confirm`` are hashed first: the
+    same content keeps its cached verdict without ExifTool, other content is read anew."""
+    same: dict[str, Judged] = {}
+    if confirm:
+        for a in _fingerprint_all([a for a in todo if a.path in confirm]):
+            if a.fingerprint and a.fingerprint == confirm[a.path]["fingerprint"]:
+                same[a.path] = Judged(a, Verdict.from_json(confirm[a.path]["verdict"]), True)
+        todo = [a for a in todo if a.path not in same]
+    if not todo:
+        return [], same
+    # hashing beside the ExifTool call: small files in one task (a future per file costs
+    # more than hashing one), each large file in its own, so two hash at once
+    big = [a for a in todo if a.size > _BIG_FILE]
+    tasks = [s.hasher.submit(_fingerprint_all, [a for a in todo if a.size <= _BIG_FILE]),
+             *(s.hasher.submit(_fingerprint_all, [a]) for a in big)]
+    readings = _probe(s, todo)
+    hashed = {a.path: a for t in tasks for a in t.result()}
+    return [replace(r, asset=hashed[r.asset.path]) for r in readings], same
+
+
+def _probe(s: Session, assets: list[Asset]) -> list[Reading]:
+    sidecars = {a.path: _xmp_sidecars(a.path) for a in assets}
+    metas = s.pool.probe([a.path for a in assets] + [x for v in sidecars.values() for x in v])
+    return [Reading(a, metas[a.path], tuple(metas[x] for x in sidecars[a.path]))
+            for a in assets]
+
+
+def _xmp_sidecars(path: str) -> list[str]:
+    return [x for x in sidecars_of(path) if x.lower().endswith(".xmp")]
+
+
+def _fingerprint_all(assets: list[Asset]) -> list[Asset]:
+    return [a.with_fingerprint() for a in assets]
+
+
+# -- judge ------------------------------------------------------------------------------------
+
+def judge(s: Session, reading: Reading, nested: bool = False) -> Verdict:
+    """The verdict for one file, within the ``--timeout`` deadline (a crafted field must not
+    stall the rest: past it, the file is unreadable). An archive's members are judged too."""
+    meta = reading.meta
+    if reading.asset.error:  # the OS's reason (permission, vanished) says more than ExifTool's
+        meta = Metadata(meta.path, meta.tags, reading.asset.error, meta.warnings, meta.damage)
+    try:
+        own = _judge_file(s, reading.asset, meta, reading.sidecars)
+    except MatchDeadline as exc:
+        return unreadable(str(exc))
+    if nested or not _maybe_archive(meta) or not archives.is_archive(reading.asset.path):
+        return own
+    return _judge_archive(s, reading.asset, own)
+
+
+def _judge_file(s: Session, asset: Asset, meta: Metadata,
+                sidecars: tuple[Metadata, ...]) -> Verdict:
+    deadline = time.monotonic() + s.opts.timeout
+    signals = s.catalogue.match(meta, deadline=deadline)
+    for side in sidecars:  # clip.mov.xmp and clip.xmp: both are evidence
+        if not _written_by_provgate(side):
+            signals += s.catalogue.match(side, "sidecar", deadline)
+    signals += s.detect(asset.path, meta)
+    warnings: list[str] = []
+    state = c2pa_state_from_metadata(meta)
+    details: dict[str, Any] = {}
+    if not meta.error:
+        cred = s.checker.check(asset.path, meta, state, asset.c2pa_marker)
+        if cred.warning and s.checker.available:
+            warnings.append(cred.warning)
+        state, details = cred.state, cred.details
+        if cred.manifest_read:  # c2pa-python's structured view replaces ExifTool's CBOR
+            signals = [x for x in signals if ":CBOR:" not in f":{x.tag}"]
+            signals += list(cred.signals)
+    return judge_signals(meta, _unique(signals), state, details, tuple(warnings))
+
+
+def _judge_archive(s: Session, asset: Asset, own: Verdict) -> Verdict:
+    """An archive is opened read-only (bounded: size, count, depth, ratio, time) and every
+    member judged like a file of the delivery; one that cannot be opened is unreadable."""
+    try:
+        with archives.expanded(asset.path) as members:
+            return combine_members(own, _judge_members(s, members))
+    except archives.ArchiveError as exc:
+        return replace(own, kind="unreadable", error=f"archive not judged: {exc}")
+
+
+def _judge_members(s: Session, members: list[archives.Member]) -> list[tuple[str, Verdict]]:
+    files = [m for m in members if m.path and not m.archive]
+    readings = {r.asset.path: r for r in _probe(
+        s, [Asset(m.path, os.path.dirname(m.path), m.size) for m in files if m.path])}
+    out = []
+    for m in members:
+        if m.archive:
+            continue  # its members follow it, expanded
+        if m.error or not m.path:
+            out.append((m.name, unreadable(m.error or "not extracted")))
+        else:
+            out.append((m.name, judge(s, readings[m.path], nested=True)))
+    return out
+
+
+def _maybe_archive(meta: Metadata) -> bool:
+    return meta.file_type in _ARCHIVE_TYPES or (bool(meta.error) and not meta.file_type)
+
+
+def _written_by_provgate(meta: Metadata) -> bool:
+    """provgate's own verdict sidecar is output, never evidence: a stale one must not outlive
+    the file it was written for."""
+    return any("XMP-provgate:" in key for key in meta.tags)
+
+
+def _unique(signals: list[Signal]) -> list[Signal]:
+    return list(dict.fromkeys(signals))
+
+
+# -- decide -----------------------------------------------------------------------------------
+
+def decide(s: Session, judged: Judged, approvals: list[Approval]) -> Record:
+    """The policy's decision for one judged file, as a record."""
+    decision = s.policy.decide(judged.asset, judged.verdict, approvals, s.opts.zone)
+    return Record(judged.asset, judged.verdict, decision, s.run_info, now_iso(), s.tools(),
+                  cached=judged.cached)
+
+
+# -- record -----------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Planned:
+    """What the record stage wrote for a batch: the new records and the moves to make."""
+
+    fresh: list[Record]
+    moves: list[dict[str, Any]]
+
+
+def record(s: Session, records: list[Record], cached: dict[str, dict[str, Any]]) -> Planned:
+    """Append what is new (a decision unlike the cached one for the same content), refresh
+    the file cache, and commit the quarantine moves before any of them is made."""
+    fresh: list[Record] = []
+    file_rows: list[dict[str, Any]] = []
+    moves: list[dict[str, Any]] = []
+    for rec in records:
+        key = rec.key()
+        prev = cached.get(rec.path)
+        index = None
+        if prev and prev["decision_key"] == key and prev["decision_id"]:
+            rec.id = prev["decision_id"]
+        else:
+            index = len(fresh)
+            fresh.append(rec)
+            if rec.action == "block" and s.mode == "enforce" and rec.asset.fingerprint:
+                moves.append(_plan_move(s, rec.asset, index))
+        if rec.asset.fingerprint and not (rec.cached and index is None):
+            file_rows.append(_file_row(rec, key, index))
+    if s.opts.record:
+        ids = s.ledger.append([r.ledger_row() for r in fresh], file_rows, moves)
+        for rec, ident in zip(fresh, ids, strict=True):
+            rec.id = ident
+    return Planned(fresh, moves if s.opts.record else [])
+
+
+def _file_row(rec: Record, key: str, index: int | None) -> dict[str, Any]:
+    a = rec.asset
+    return {"path": rec.path, "size": a.size, "mtime_ns": a.mtime_ns, "ctime_ns": a.ctime_ns,
+            "inode": a.inode, "fingerprint": a.fingerprint, "catalogue": a.context,
+            "trust": rec.run.trust_digest, "verdict": rec.verdict.to_json(),
+            "decision_key": key, "seen": rec.time, "decision_id": rec.id, "row_index": index}
+
+
+def _plan_move(s: Session, asset: Asset, row_index: int) -> dict[str, Any]:
+    # the quarantine name as text the ledger can hold (a name that is not UTF-8 keeps its
+    # undecodable bytes as \xNN there, as in the record; the original is moved exactly)
+    target = actions.plan_target(s.quarantine_dir, text_path(asset.relpath), s.planned)
+    s.planned.add(target)
+    # its sidecars go with it, planned (and committed with the decision) before any move;
+    # their paths are kept exact (JSON escapes undecodable bytes), the receipt shows text
+    sidecars = actions.plan_sidecars(asset.path, target, s.planned)
+    s.planned.update(Path(e["quarantined_path"]) for e in sidecars)
+    return {"row_index": row_index, "original_path": text_path(asset.path),
+            "_exact_path": asset.path, "quarantined_path": str(target),
+            "receipt_path": str(target) + actions.RECEIPT_SUFFIX,
+            "fingerprint": asset.fingerprint, "size": asset.size, "state": "pending",
+            "created": now_iso(), "updated": now_iso(), "user": s.user,
+            "sidecars": json.dumps(sidecars) if sidecars else None}
+
+
+# -- act --------------------------------------------------------------------------------------
+
+def act(s: Session, records: list[Record], planned: Planned) -> None:
+    """Carry out the planned moves, write verdict sidecars where a zone asks for them, notify
+    about what is new, and give every record its outcome."""
+    _carry_out(s, planned)
+    _tag(s, planned.fresh)
+    for rec in planned.fresh:
+        rec.problems.extend(s.notifier.send(rec.to_json()))
+    for rec in records:
+        rec.outcome = rec.outcome or _outcome(rec, s.mode)
+
+
+def _carry_out(s: Session, planned: Planned) -> None:
+    if not planned.moves:
+        return
+    exact = {planned.fresh[m["row_index"]].id: m["_exact_path"] for m in planned.moves}
+    by_decision = {r.id: r for r in planned.fresh}
+    for move in s.ledger.moves("pending"):
+        rec = by_decision.get(move["decision_id"])
+        if rec is None:
+            continue  # another run's move: recovery's business
+        # the in-memory path is exact even where the text form is not
+        move = {**move, "original_path": exact[move["decision_id"]]}
+        rec.outcome = finish_move(s, move, rec.to_json(), rec.problems)
+        if move.get("sidecar_problems"):  # the media moved; a sidecar stayed behind
+            s.ledger.update_move(move["id"], error="; ".join(move["sidecar_problems"]))
+
+
+def finish_move(s: Session, move: dict[str, Any], decision: dict[str, Any],
+                problems: list[str] | None = None) -> str:
+    """Make one committed move; the ledger says how it ended."""
+    try:
+        actions.quarantine(move, decision)
+    except ActionError as exc:
+        s.ledger.update_move(move["id"], state="failed", error=str(exc))
+        log.error("%s", exc)
+        if problems is not None:
+            problems.append(str(exc))
+        return f"left in place: {exc}"
+    s.ledger.update_move(move["id"], state="done")
+    return f"quarantined to {move['quarantined_path']}"
+
+
+def _tag(s: Session, records: list[Record]) -> None:
+    """Sidecars with the verdict, in zones whose policy asks for them (never in audit)."""
+    if s.mode == "audit":
+        return
+    for rec in records:
+        raw = rec.asset.path
+        if not s.policy.zones.get(rec.decision.zone, {}).get("tag") or not os.path.exists(raw):
+            continue
+        try:
+            problem = actions.write_sidecar(rec.to_json(), raw)
+        except ProvgateError as exc:
+            problem = f"sidecar not written: {exc}"
+        if problem:
+            rec.problems.append(problem)
+
+
+def _outcome(rec: Record, mode: str) -> str:
+    if rec.action != "block":
+        return {"allow": "allowed", "flag": "recorded and socialized",
+                "escalate": "held for written approval"}[rec.action]
+    if mode == "audit":
+        return "would quarantine (audit mode)"
+    if mode == "warn":
+        return "left in place (warn mode)"
+    return "left in place" if not rec.asset.fingerprint else "quarantine pending"
