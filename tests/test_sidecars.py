@@ -359,7 +359,7 @@ class Running:
 
     def __enter__(self) -> Running:
         self.thread.start()
-        wait_for(lambda: self.watcher._observers and not self.watcher._rescan, 30)
+        wait_for(lambda: self.watcher.ready, 30)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -374,9 +374,7 @@ class Running:
             return list(led.decisions())
 
     def idle(self) -> bool:
-        w = self.watcher
-        with w._lock:
-            return not w._pending and not w._open
+        return len(self.watcher.queue) == 0
 
 
 def wait_for(cond, timeout: float = 20.0) -> object:

@@ -45,7 +45,7 @@ class Running:
 
     def __enter__(self) -> Running:
         self.thread.start()
-        wait_for(lambda: self.watcher._observers and not self.watcher._rescan, 30)
+        wait_for(lambda: self.watcher.ready, 30)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -272,7 +272,7 @@ def test_root_that_disappears_and_comes_back(root: Path, tmp_path: Path) -> None
         shutil.copy2(CLEAN, root / "ep101" / "temp" / "a.jpg")
         wait_for(lambda: w.decisions())
         os.rename(root, tmp_path / "unmounted")  # the share goes away
-        wait_for(lambda: str(root) in w.watcher._down)
+        wait_for(lambda: str(root) in w.watcher.roots_down)
         shutil.copy2(AI, tmp_path / "unmounted" / "ep101" / "temp" / "b.jpg")  # written elsewhere
         os.rename(tmp_path / "unmounted", root)  # and comes back
         wait_for(lambda: len(w.decisions()) >= 2, 30)
@@ -366,7 +366,7 @@ def test_file_deleted_while_queued(root: Path) -> None:
         wait_for(lambda: w.decisions(), 20)
         time.sleep(2.5)
         assert names(w.decisions()) == ["kept.jpg"] and w.events() == []
-        assert w.watcher._pending == {}
+        assert w.watcher.queue.waiting == []
 
 
 def test_own_quarantine_on_another_filesystem_is_not_a_departure(
@@ -487,7 +487,7 @@ def test_file_open_for_writing_waits_for_its_close(root: Path) -> None:
             fh.flush()
             time.sleep(2.0)  # four settle windows without a byte
             assert w.decisions() == []
-            assert w.watcher._open and not w.watcher._pending
+            assert w.watcher.queue.writing and not w.watcher.queue.waiting
             fh.write(data[1000:])
         got = wait_for(lambda: w.decisions())
         os.chmod(target, 0o644)  # an attribute change after the close decides nothing anew
@@ -556,8 +556,8 @@ def test_full_disk_under_the_ledger_is_waited_out(root: Path, monkeypatch: pytes
 
 def test_writer_that_never_closes_gets_its_file_judged(
         root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    import provgate.watch as watch_mod
-    monkeypatch.setattr(watch_mod, "OPEN_CAP_SECONDS", 1)
+    from provgate.watch import settle
+    monkeypatch.setattr(settle, "OPEN_CAP_SECONDS", 1)
     target = root / "ep101" / "temp" / "held_open.jpg"
     with Running([root], settle=0.3, mode="warn", status_interval=0.2) as w:
         with open(target, "wb") as fh:
@@ -581,3 +581,25 @@ def test_hidden_files_heard_in_final_are_held_and_elsewhere_left_out(root: Path)
     assert set(by) == {".key_art.jpg", "after.jpg"}
     assert by[".key_art.jpg"]["action"] == "escalate"
     assert "hidden file" in by[".key_art.jpg"]["error"]
+
+
+def test_files_include_applies_to_events_as_to_the_walk(root: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One filter for the walk and the events: with files.include, a file outside it heard
+    in a working zone is left out, in a final zone it is held as not judged."""
+    from provgate.policy import DEFAULT_POLICY
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text(DEFAULT_POLICY.read_text().replace(
+        "[files]\n", '[files]\ninclude = ["**/*.jpg"]\n', 1))
+    monkeypatch.setenv("PROVGATE_POLICY", str(policy))
+    with Running([root], mode="warn") as w:
+        shutil.copy2(AI, root / "ep101" / "temp" / "notes.png")
+        shutil.copy2(AI, root / "ep101" / "final" / "plate.png")
+        shutil.copy2(CLEAN, root / "ep101" / "temp" / "kept.jpg")
+        wait_for(lambda: len(w.decisions()) >= 2)
+        time.sleep(1.0)
+    by = {Path(d["path"]).name: d for d in w.decisions()}
+    assert set(by) == {"plate.png", "kept.jpg"}
+    assert by["plate.png"]["action"] == "escalate"
+    assert "outside files.include" in by["plate.png"]["error"]

@@ -1,0 +1,382 @@
+"""The daemon loop: one instance per ledger (a lock), a session that lives as long as the run,
+and its duties in turn: departures, catch-up scans, settled files, the heartbeat.
+
+SIGTERM/SIGINT finish the batch in hand; SIGHUP reloads the policy (an invalid one is refused
+and the old one kept); a status file and sd_notify are the heartbeat. A failing duty (a full
+disk under the ledger, a locked ledger) is logged, backed off and followed by a catch-up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from provgate.assets import Asset, Filter, media_of, relative, sidecars_of, stat_asset
+from provgate.errors import ConfigError, LedgerError, ProvgateError
+from provgate.ledger import check_folder
+from provgate.policy import Policy
+from provgate.record import Record
+from provgate.session import Options, Session
+from provgate.watch import departures
+from provgate.watch.observers import Observers
+from provgate.watch.settle import SettleQueue, sidecar_name
+from provgate.watch.sidecars import stands_for
+
+log = logging.getLogger("provgate")
+MAX_FAILURES = 8  # the same loop duty failing this often in a row stops the daemon
+STREAM_SECONDS = 5.0  # longest one stream of settled files runs before the loop's other duties
+
+
+@dataclass
+class WatchStats:
+    started: float = field(default_factory=time.time)
+    decided: int = 0
+    batches: int = 0
+    rescans: int = 0
+    last_batch: float | None = None
+
+
+def sd_notify(message: str) -> bool:
+    """Tell systemd (Type=notify) how the service stands: READY=1, WATCHDOG=1, STOPPING=1,
+    STATUS=... One datagram to $NOTIFY_SOCKET; nothing happens outside systemd."""
+    import socket
+
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):  # an abstract socket
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(message.encode(), addr)
+        return True
+    except OSError as exc:
+        log.warning("cannot notify systemd: %s", exc)
+        return False
+
+
+class Watcher:
+    """Watch ``roots`` and gate every file that settles in them. It hears and hands files to
+    the session; the session's stages decide."""
+
+    def __init__(self, opts: Options, roots: list[str], settle: float = 3.0,
+                 observer: str = "auto", poll_interval: float = 5.0,
+                 policy_path: str | None = None, status_interval: float = 5.0) -> None:
+        if not roots:
+            raise ConfigError("nothing to watch: give folders, or set `roots` in the policy")
+        for r in roots:
+            if not os.path.isdir(r):
+                raise ConfigError(f"cannot watch {r}: not a folder (missing or unmounted?)")
+        self.opts = replace(opts, actor="daemon")
+        self.roots = [os.path.abspath(r) for r in roots]
+        self.policy_path = policy_path
+        self.status_interval = status_interval
+        self.stats = WatchStats()
+        self.queue = SettleQueue(settle)
+        self.observers = Observers(self, observer, poll_interval)
+        self._rescan: set[tuple[str, str]] = {(r, r) for r in self.roots}  # catch-up at start
+        self._departures: list[tuple[str, str, str, bool]] = []
+        self._denied: dict[str, str] = {}  # folders provgate may not read -> their root
+        self._failures: dict[str, int] = {}  # loop duty -> failures in a row
+        self._down: set[str] = set()
+        self._catching_up = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._lockfile: Any = None
+        pol = opts.policy
+        self._filter = Filter([*pol.include, *opts.include], [*pol.exclude, *opts.exclude],
+                              pol.skip_hidden)
+        # a quarantine inside a watched root must not feed its own files back in
+        self._quarantine = str(opts.policy.quarantine_path(opts.quarantine)) + os.sep
+
+    @property
+    def ready(self) -> bool:
+        """Observers started and the catch-up at start done."""
+        with self._lock:
+            return self.observers.started and not self._rescan and not self._catching_up
+
+    @property
+    def roots_down(self) -> set[str]:
+        """Roots that went away (an unmounted share), waited for."""
+        return set(self._down)
+
+    # -- what observers tell -----------------------------------------------------------------
+
+    def heard(self, path: str, root: str, writing: bool | None = False) -> None:
+        if not self._ignored(path, root):
+            self.queue.heard(path, root, writing)
+
+    def departed(self, src: str, dest: str, root: str, is_dir: bool) -> None:
+        """A file or folder deleted, or moved (``dest`` inside a watched tree or not)."""
+        if not is_dir:
+            self.queue.drop(src)
+        with self._lock:
+            self._departures.append((src, dest, root, is_dir))
+        if not is_dir and not sidecar_name(src):
+            # a media file gone leaves its real sidecars behind as orphans: they are gated as
+            # such (held in a final zone), or follow it into quarantine if provgate moved it
+            for side in sidecars_of(src):
+                if not media_of(side):
+                    self.heard(side, root, False)
+
+    def request_rescan(self, folder: str | None = None, root: str | None = None) -> None:
+        with self._lock:
+            if folder and root:
+                self._rescan.add((folder, root))
+            else:
+                self._rescan.update((r, r) for r in self.roots)
+
+    def _ignored(self, path: str, root: str) -> bool:
+        """provgate's own quarantine and paths outside the root. Hidden files and partials
+        are not ignored here: the walk's filter marks them and the session decides (held in
+        a final zone, left out elsewhere), as for a scan."""
+        if path.startswith(self._quarantine):
+            return True
+        return os.path.relpath(path, root).startswith("..")
+
+    def _inside(self, dest: str, root: str) -> bool:
+        return any(dest == r or dest.startswith(r + os.sep) for r in self.roots) and \
+            not self._ignored(dest, root)
+
+    # -- life --------------------------------------------------------------------------------
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+
+    def run(self) -> None:
+        """Run until stopped; the session (and its ExifTool processes) lives as long as the
+        run."""
+        self._take_lock()
+        session: Session | None = None
+        try:
+            session = Session(self.opts)
+            for moved in session.recover():
+                log.info("finished an interrupted move: %s", moved)
+            self.observers.start(self.roots)
+            log.info("watching %s (settle %.1f s)", ", ".join(self.roots), self.queue.settle)
+            sd_notify(f"READY=1\nSTATUS=watching {len(self.roots)} root(s)")
+            self._loop(session)
+        finally:
+            sd_notify("STOPPING=1")
+            if session is not None:
+                session.close()
+            self.observers.stop()
+            self._write_status(stopped=True)
+            self._release_lock()
+            log.info("stopped after %d decisions", self.stats.decided)
+
+    def _loop(self, session: Session) -> None:
+        next_status = 0.0
+        while not self._stop.is_set():
+            session = self._maybe_reload(session)
+            self._check_roots()
+            for duty in (self._record_departures, self._rescan_requested, self._settled_batch):
+                self._do(duty, session)
+            if time.monotonic() >= next_status:
+                self._retry_denied()
+                self.queue.release_stuck()
+                self._write_status()
+                sd_notify(f"WATCHDOG=1\nSTATUS={self.stats.decided} decided, "
+                          f"{len(self.queue)} pending")
+                next_status = time.monotonic() + self.status_interval
+            self._stop.wait(0.1)
+
+    def _do(self, duty: Callable[[Session], None], session: Session) -> None:
+        """One duty of the loop. A failure (a full disk, a locked ledger) is logged and the
+        roots are caught up once it clears, so the files in hand are not dropped; the same
+        duty failing MAX_FAILURES times in a row stops the daemon (the service restarts it)."""
+        name = duty.__name__
+        try:
+            duty(session)
+        except Exception as exc:  # noqa: BLE001 - a deaf daemon is worse than a logged error
+            count = self._failures.get(name, 0) + 1
+            self._failures[name] = count
+            if count >= MAX_FAILURES:
+                raise
+            log.error("%s failed (%d in a row; retrying, then catching up): %s",
+                      name.strip("_").replace("_", " "), count, exc)
+            self.request_rescan()
+            self._stop.wait(min(30.0, 2.0 ** count))
+        else:
+            self._failures.pop(name, None)
+
+    def _check_roots(self) -> None:
+        """A root that vanished (an unmounted share) is waited for; when it is back it gets a
+        new observer and a catch-up scan, since its old watches died with it."""
+        for root in self.roots:
+            present = os.path.isdir(root)
+            if not present and root not in self._down:
+                self._down.add(root)
+                log.error("%s is gone (unmounted?): waiting for it to come back", root)
+            elif present and root in self._down:
+                self._down.discard(root)
+                self.observers.renew(root)
+                self.request_rescan(root, root)
+                log.info("%s is back: catching up", root)
+
+    def _maybe_reload(self, session: Session) -> Session:
+        if not self._reload.is_set():
+            return session
+        self._reload.clear()
+        try:
+            policy = Policy.load(self.policy_path)
+            new = Session(replace(self.opts, policy=policy))
+        except ProvgateError as exc:
+            log.error("policy reload refused, keeping the old one: %s", exc)
+            return session
+        session.close()
+        self.opts = new.opts
+        log.info("policy reloaded: %s (digest %s)", policy.source, policy.digest[:16])
+        return new
+
+    # -- duties ------------------------------------------------------------------------------
+
+    def _record_departures(self, session: Session) -> None:
+        with self._lock:
+            todo, self._departures = self._departures, []
+        found = departures.from_events(session.ledger, todo, self.roots, self._inside)
+        departures.record(session.ledger, found, session.user)
+
+    def _rescan_requested(self, session: Session) -> None:
+        """Catch up on a folder: gate what is new or changed, and record as removed what the
+        cache knows there but is gone (deleted while provgate was down or deaf)."""
+        with self._lock:
+            todo, self._rescan = self._rescan, set()
+            self._catching_up = bool(todo)
+        for folder, root in sorted(todo):
+            self.stats.rescans += 1
+            seen: set[str] = set()
+            fresh: dict[str | None, str] = {}  # fingerprint -> a path read anew in this pass
+            for rec in session.run([folder], root=root):
+                seen.add(rec.path)
+                if not rec.cached and rec.asset.fingerprint:
+                    fresh.setdefault(rec.asset.fingerprint, rec.path)
+                self._count(rec)
+            if os.path.isdir(root):  # an unmounted share is not a deletion
+                departures.record(session.ledger, departures.from_catch_up(
+                    session.ledger, folder, seen, fresh), session.user)
+        self._catching_up = False
+
+    def _settled_batch(self, session: Session) -> None:
+        """Gate settled files as one stream through the session: files that settle while
+        earlier ones are read join the same stream, so ExifTool never waits for a group to
+        finish. A stream ends when nothing is pending, or after STREAM_SECONDS so that
+        departures, rescans and the heartbeat get their turn."""
+        if not self.queue.anything_settled():
+            return
+        for rec in session.pipeline(self._settled_stream(session)):
+            self._count(rec)
+            if self._stop.is_set():
+                return  # stop soon: what is left is caught up at the next start
+        self.stats.batches += 1
+        self.stats.last_batch = time.time()
+
+    def _settled_stream(self, session: Session | None = None) -> Iterator[list[Asset]]:
+        """Batches of settled files; an empty batch while files are still settling (a tick
+        that lets finished batches out of the pipeline)."""
+        size = self.opts.batch_size
+        ends = time.monotonic() + STREAM_SECONDS
+        while not self._stop.is_set() and time.monotonic() < ends:
+            ready = self.queue.take(size)
+            if ready:
+                batch: dict[str, Asset] = {}
+                for path, root in ready:
+                    for p in stands_for(path, self.queue, session):
+                        batch.setdefault(p, self._asset(p, root))
+                yield list(batch.values())
+                continue
+            if not self.queue.waiting:
+                return
+            yield []
+            self._stop.wait(0.05)
+
+    def _asset(self, path: str, root: str) -> Asset:
+        why = self._filter.reason(relative(path, root))
+        return Asset(path, root, skipped=why) if why else stat_asset(path, root)
+
+    def _count(self, rec: Record) -> None:
+        if not rec.cached:
+            self.stats.decided += 1
+        if (rec.verdict.error or "").startswith("folder not scanned: permission denied"):
+            self._denied[rec.asset.path] = rec.asset.root
+
+    def _retry_denied(self) -> None:
+        """A folder provgate may not read has no watch: once its permissions are fixed, the
+        root's observer is renewed (so its new files are heard) and the folder caught up."""
+        for folder, root in list(self._denied.items()):
+            if os.access(folder, os.R_OK | os.X_OK):
+                del self._denied[folder]
+                log.info("%s is readable now: watching and catching up", folder)
+                self.observers.renew(root)
+                self.request_rescan(folder, root)
+
+    # -- lock and status ---------------------------------------------------------------------
+
+    def _lock_path(self) -> Path:
+        return Path(str(self.opts.policy.ledger_path(self.opts.ledger)) + ".watch.lock")
+
+    def status_path(self) -> Path:
+        return status_path(self.opts)
+
+    def _take_lock(self) -> None:
+        path = self._lock_path()
+        check_folder(path).mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            other = fh.read().strip()
+            fh.close()
+            raise LedgerError(f"another provgate watch (pid {other or '?'}) already uses this "
+                              f"ledger; stop it first or give --ledger") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lockfile = fh
+
+    def _release_lock(self) -> None:
+        if self._lockfile:
+            self._lockfile.close()
+            self._lockfile = None
+
+    def _write_status(self, stopped: bool = False) -> None:
+        doc = {"pid": os.getpid(), "time": time.time(), "state": "stopped" if stopped else
+               "running", "roots": self.roots, "pending": len(self.queue),
+               "decided": self.stats.decided, "batches": self.stats.batches,
+               "rescans": self.stats.rescans, "started": self.stats.started,
+               "last_batch": self.stats.last_batch, "policy_digest": self.opts.policy.digest}
+        path = self.status_path()
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(doc, indent=2))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("cannot write the status file %s: %s", path, exc)
+
+
+def status_path(opts: Options) -> Path:
+    return Path(str(opts.policy.ledger_path(opts.ledger)) + ".status.json")
+
+
+def read_status(opts: Options) -> dict[str, Any] | None:
+    try:
+        return json.loads(status_path(opts).read_text())
+    except (OSError, ValueError):
+        return None
