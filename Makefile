@@ -23,6 +23,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+# the reference dwtDct embedder tests/test_pixels.py marks images with; --no-deps: the package
+# declares torch and opencv-python (GUI build), which its dwtDct code never uses
+	$(BIN)/pip install -q --no-deps 'invisible-watermark==0.2.0'
 	touch $@
 
 setup: exiftool $(VENV)/.installed

@@ -36,7 +36,7 @@ SAMPLES = HERE.parent / "sample_media"
 sys.path.insert(0, str(HERE.parent / "plugin"))
 
 from provgate.signals import Catalogue  # noqa: E402
-from provgate.probe import ALWAYS_TAGS, COMMON_ARGS  # noqa: E402
+from provgate.probe import ALWAYS_TAGS, COMMON_ARGS, FAST_ARGS  # noqa: E402
 
 
 def build_corpus(dest: Path, n: int) -> list[Path]:
@@ -74,7 +74,7 @@ def exiftool_split(files: list[Path], processes: int, tag_args: list[str]) -> fl
             fh.write("\n".join(str(p) for p in chunk))
         lists.append(name)
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(["exiftool", *COMMON_ARGS, *tag_args, "-@", lst],
+    procs = [subprocess.Popen(["exiftool", *COMMON_ARGS, *FAST_ARGS, *tag_args, "-@", lst],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for lst in lists]
     for p in procs:

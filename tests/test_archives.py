@@ -18,8 +18,8 @@ from pathlib import Path
 import py7zr
 import pytest
 
-from provgate.archives import (ArchiveError, Limits, Member, archive_kind, expanded, extract,
-                               is_archive)
+from provgate.archives import (ArchiveError, Layout, Limits, Member, archive_kind, expanded,
+                               extract, is_archive, layout, look)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_media"
@@ -627,3 +627,491 @@ def zipcrypto_zip(entries: dict[str, tuple[bytes, bytes | None]]) -> bytes:
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central),
                       len(body), 0)
     return bytes(body + central + end)
+
+
+# -- archives by their bytes, whatever ExifTool calls them; zips appended to media -----------------
+
+def zip_bytes(entries: dict[str, bytes], comment: bytes = b"",
+              method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data, compress_type=zipfile.ZIP_STORED
+                        if name == "mimetype" else method)
+        zf.comment = comment
+    return buf.getvalue()
+
+
+def layouts(path: Path) -> Layout:
+    """layout() of the file, checked against look() from its bytes in memory (what a reader
+    that hashed the file whole has)."""
+    found = layout(path)
+    data = path.read_bytes()
+    assert look(data[:512], data) == found
+    return found
+
+
+def gif_tar(path: Path, data: bytes) -> Path:
+    info = tarfile.TarInfo("GIF89a\x01\x01\x01\x01\x01\x01\x01;")
+    info.size = len(data)
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+DOCUMENTS = {   # zips ExifTool types as documents: ODT, EPUB, DOCX, PAGES, IDML, USDZ
+    "x.odt": {"mimetype": b"application/vnd.oasis.opendocument.text",
+              "content.xml": b"<office:document-content/>", "Pictures/1.png": b""},
+    "x.epub": {"mimetype": b"application/epub+zip", "META-INF/container.xml": b"<container/>",
+               "OEBPS/images/cover.jpg": b""},
+    "x.docx": {"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w:document/>",
+               "word/media/image1.jpeg": b""},
+    "x.pages": {"Index/Document.iwa": bytes(10), "Data/image1.jpg": b""},
+    "x.idml": {"mimetype": b"application/vnd.adobe.indesign-idml-package",
+               "Links/key.jpg": b""},
+    "x.usdz": {"scene.usdc": b"PXR-USDC" + bytes(80), "textures/key.jpg": b""},
+}
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_documents_that_are_zips_are_archives(tmp_path: Path, work: Path, name: str) -> None:
+    entries = {k: v or sample("ai_iptc_generated.jpg") for k, v in DOCUMENTS[name].items()}
+    doc = tmp_path / name
+    doc.write_bytes(zip_bytes(entries))
+    assert layouts(doc) == Layout("zip", False) and is_archive(doc)
+    members = extract(doc, work)
+    assert [m.name for m in members] == list(entries)
+    assert all(m.error is None for m in members)
+
+
+def test_tar_whose_first_name_is_gif_magic_is_a_tar(tmp_path: Path, work: Path) -> None:
+    data = sample("ai_iptc_generated.jpg")
+    archive = gif_tar(tmp_path / "frames.tar", data)
+    assert archive.read_bytes()[:6] == b"GIF89a"           # ExifTool says GIF
+    assert layouts(archive) == Layout("tar", False)
+    (m,) = extract(archive, work)
+    assert sha(m.path) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("host", ["unknown_camera.jpg", "algorithmic_procedural.png",
+                                  "unknown_room_tone.wav"])
+def test_zip_appended_to_media_is_found_and_expanded(tmp_path: Path, work: Path,
+                                                     host: str) -> None:
+    ai = sample("ai_iptc_generated.jpg")
+    poly = tmp_path / f"plate{Path(host).suffix}"
+    poly.write_bytes(sample(host) + zip_bytes({"key_art.jpg": ai}, comment=b"\xff\xd9"))
+    assert zipfile.ZipFile(poly).namelist() == ["key_art.jpg"]     # zip readers open it
+    assert layouts(poly) == Layout(None, True) and not is_archive(poly)
+    with pytest.raises(ArchiveError, match="not an archive"):     # by its head: media
+        extract(poly, work)
+    (m,) = extract(poly, work, appended=True)
+    assert m.name == "key_art.jpg" and sha(m.path) == hashlib.sha256(ai).hexdigest()
+
+
+def test_zip_end_record_is_looked_for_in_the_whole_tail(tmp_path: Path) -> None:
+    jpeg, ai = sample("unknown_camera.jpg"), sample("ai_iptc_generated.jpg")
+    # the longest comment a zip can have: its end record 64 KiB + 22 bytes from the end
+    far = tmp_path / "far.jpg"
+    far.write_bytes(jpeg + zip_bytes({"a.jpg": ai}, comment=b"\0" * 0xFFFF))
+    assert zipfile.ZipFile(far).namelist() == ["a.jpg"] and layouts(far).appended
+    # a central directory longer than the tail: read where it starts
+    many = tmp_path / "many.png"
+    many.write_bytes(sample("algorithmic_procedural.png") + zip_bytes(
+        {f"{'n' * 200}{i:04d}.txt": b"x" for i in range(400)}, method=zipfile.ZIP_STORED))
+    assert layouts(many).appended and layout(many).appended
+    # a zip64 end record
+    z64 = io.BytesIO()
+    with zipfile.ZipFile(z64, "w") as zf:
+        with zf.open("a.jpg", "w", force_zip64=True) as out:
+            out.write(ai)
+    big = tmp_path / "z64.jpg"
+    big.write_bytes(jpeg + z64.getvalue())
+    assert layouts(big).appended
+
+
+def test_what_is_no_appended_zip(tmp_path: Path) -> None:
+    jpeg = sample("unknown_camera.jpg")
+    cases = {
+        "plain.jpg": jpeg,
+        "sig_only.jpg": jpeg + b"PK\x05\x06" + bytes(18),                  # an end, no directory
+        "junk_end.jpg": jpeg + b"PK\x05\x06" + struct.pack("<4H2LH", 0, 0, 1, 1, 46, 0, 0),
+        "empty_zip.jpg": jpeg + zip_bytes({}),                            # nothing in it
+        "short.jpg": jpeg + b"PK\x05\x06\0\0",
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        assert not layouts(tmp_path / name), name
+    for f in ("ai_voice.wav", "ai_storyboard.pdf", "ai_comfyui_video.mov", "unreadable_empty.png"):
+        assert not layout(SAMPLES / f), f
+    assert not layout(tmp_path / "missing.jpg")
+    zipped = make_zip(tmp_path / "d.zip", ai_entries())            # a zip's own end: not appended
+    assert layouts(zipped) == Layout("zip", False)
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "plain.jpg")
+    assert layout(tmp_path / "link.jpg") == Layout()                # never through a link
+
+
+def test_zip_appended_to_a_tar_is_expanded_too(tmp_path: Path, work: Path) -> None:
+    png, ai = sample("ai_comfyui.png"), sample("ai_iptc_generated.jpg")
+    both = tmp_path / "frames.tar"
+    both.write_bytes(make_tar(tmp_path / "t.tar", {"f1.png": png}).read_bytes()
+                     + zip_bytes({"key.jpg": ai}))
+    assert layouts(both) == Layout("tar", True)
+    assert [m.name for m in extract(both, work)] == ["f1.png"]
+    assert [m.name for m in extract(both, work, appended=True)] == ["key.jpg"]
+
+
+def test_member_with_an_appended_zip_is_media_and_an_archive(tmp_path: Path, work: Path) -> None:
+    jpeg, ai = sample("unknown_camera.jpg"), sample("ai_iptc_generated.jpg")
+    poly = jpeg + zip_bytes({"key.jpg": ai})
+    outer = make_zip(tmp_path / "stills.zip", {"shots/plate.jpg": poly, "b.png": b"x"})
+    members = extract(outer, work)
+    found = by_name(members)
+    assert [m.name for m in members] == ["shots/plate.jpg", "shots/plate.jpg/key.jpg", "b.png"]
+    host = found["shots/plate.jpg"]
+    assert not host.archive and host.error is None and sha(host.path) == \
+        hashlib.sha256(poly).hexdigest()                            # judged as media too
+    assert sha(found["shots/plate.jpg/key.jpg"].path) == hashlib.sha256(ai).hexdigest()
+    # an appended zip that cannot be opened is a member error; the host is still judged
+    broken = jpeg + b"PK\x01\x02" + bytes(42) + b"PK\x05\x06" + struct.pack(
+        "<4H2LH", 0, 0, 1, 1, 46, len(jpeg), 0)
+    outer = make_zip(tmp_path / "broken.zip", {"plate.jpg": broken})
+    found = by_name(extract(outer, work))
+    assert found["plate.jpg"].path and found["plate.jpg"].error is None
+    bad = found["plate.jpg (appended zip)"]
+    assert bad.path is None and "zip" in bad.error
+    # nesting counts: at the depth limit the appended zip is not expanded, and says so
+    deep = by_name(extract(make_zip(tmp_path / "deep.zip", {"plate.jpg": poly}), work,
+                           Limits(max_depth=1)))
+    assert deep["plate.jpg"].path and "nested deeper" in deep["plate.jpg (appended zip)"].error
+
+
+# -- zips that hide entries from their central directory ------------------------------------------
+
+def hidden_first(tmp_path: Path) -> Path:
+    """The red team's zip: the AI member's local entry, then a whole zip of a clean plate."""
+    raw = zip_bytes({"key_art.jpg": sample("ai_iptc_generated.jpg")}, method=zipfile.ZIP_STORED)
+    f = io.BytesIO()
+    f.write(raw[:raw.rfind(b"PK\x01\x02")])
+    with zipfile.ZipFile(f, "a") as zf:
+        zf.writestr("plate.jpg", sample("unknown_camera.jpg"))
+    path = tmp_path / "stills.zip"
+    path.write_bytes(f.getvalue())
+    assert zipfile.ZipFile(path).namelist() == ["plate.jpg"]
+    return path
+
+
+def drop_from_directory(raw: bytes, name: str) -> bytes:
+    """The zip without ``name``'s central directory entry: its local entry stays."""
+    start = raw.rfind(b"PK\x05\x06")
+    count, size, offset = struct.unpack_from("<H2L", raw, start + 10)
+    central, pos, kept = raw[offset:offset + size], 0, b""
+    while pos < len(central):
+        n, m, k = struct.unpack_from("<3H", central, pos + 28)
+        entry = central[pos:pos + 46 + n + m + k]
+        if entry[46:46 + n] != name.encode():
+            kept += entry
+        pos += len(entry)
+    end = bytearray(raw[start:])
+    struct.pack_into("<2H2L", end, 8, count - 1, count - 1, len(kept), offset)
+    return raw[:offset] + kept + bytes(end)
+
+
+def test_zip_hiding_a_local_entry_is_refused(tmp_path: Path, work: Path) -> None:
+    with pytest.raises(ArchiveError, match="hidden entry: a local header at byte 0"):
+        extract(hidden_first(tmp_path), work)
+    entries = {"a.jpg": sample("unknown_camera.jpg"), "key.jpg": sample("ai_iptc_generated.jpg"),
+               "z.jpg": sample("unknown_camera.jpg")}
+    for hidden in ("key.jpg", "z.jpg"):                 # between entries; before the directory
+        path = tmp_path / f"hidden_{hidden}.zip"
+        path.write_bytes(drop_from_directory(zip_bytes(entries), hidden))
+        assert hidden not in zipfile.ZipFile(path).namelist()
+        with pytest.raises(ArchiveError, match="hidden entry: a local header at byte [1-9]"):
+            extract(path, work)
+    assert tree(work) == set()
+
+
+def test_zip_with_unexplained_or_overlapping_bytes_is_refused(tmp_path: Path, work: Path) -> None:
+    raw = zip_bytes({"a.jpg": sample("unknown_camera.jpg"), "b.png": sample("ai_comfyui.png")},
+                    method=zipfile.ZIP_STORED)
+    cut = raw.index(b"PK\x03\x04", 4)                  # b.png's local header
+    junk = b"\0" * 100
+    gap = bytearray(raw[:cut] + junk + raw[cut:])      # every later offset moved by 100
+    start = gap.rfind(b"PK\x05\x06")
+    size, offset = struct.unpack_from("<2L", gap, start + 12)
+    struct.pack_into("<L", gap, start + 16, offset + len(junk))
+    central = offset + len(junk)
+    second = gap.index(b"PK\x01\x02", central + 4)
+    struct.pack_into("<L", gap, second + 42, cut + len(junk))
+    (tmp_path / "gap.zip").write_bytes(bytes(gap))
+    assert zipfile.ZipFile(tmp_path / "gap.zip").read("b.png") == sample("ai_comfyui.png")
+    with pytest.raises(ArchiveError, match="100 unexplained bytes at byte"):
+        extract(tmp_path / "gap.zip", work)
+    # two entries sharing bytes (the overlap of a "better" zip bomb)
+    lap = bytearray(raw)
+    start = lap.rfind(b"PK\x05\x06")
+    offset = struct.unpack_from("<L", lap, start + 16)[0]
+    second = lap.index(b"PK\x01\x02", offset + 4)
+    struct.pack_into("<L", lap, second + 42, 40)      # b.png's header inside a.jpg's data
+    lap[40:44] = b"PK\x03\x04"
+    (tmp_path / "lap.zip").write_bytes(bytes(lap))
+    with pytest.raises(ArchiveError, match="overlap|no local header"):
+        extract(tmp_path / "lap.zip", work)
+    assert tree(work) == set()
+
+
+def test_real_zip_layouts_are_accepted(tmp_path: Path, work: Path) -> None:
+    """Data descriptors (with and without a signature), Zip64, comments, a self-extractor's
+    stub, USDZ's 64-byte alignment: all accounted for, nothing refused."""
+    ai = sample("ai_iptc_generated.jpg")
+    made: dict[str, bytes] = {}
+
+    class Pipe(io.RawIOBase):                           # not seekable: data descriptors
+        def __init__(self) -> None:
+            self.buf = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b) -> int:  # type: ignore[override]
+            self.buf += b
+            return len(b)
+
+    pipe = Pipe()
+    with zipfile.ZipFile(pipe, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.jpg", ai)
+        zf.writestr("b.jpg", ai)
+    made["descriptors.zip"] = bytes(pipe.buf)
+    no_sig = bytearray(pipe.buf)                        # the same, descriptors without PK\7\8
+    made["descriptors_nosig.zip"] = strip_descriptor_signatures(bytes(no_sig))
+    z64 = io.BytesIO()
+    with zipfile.ZipFile(z64, "w") as zf:
+        for name in ("a.jpg", "b.jpg"):
+            with zf.open(name, "w", force_zip64=True) as out:
+                out.write(ai)
+    made["zip64.zip"] = z64.getvalue()
+    made["comment.zip"] = zip_bytes({"a.jpg": ai}, comment=b"delivered " * 500)
+    made["usdz.usdz"] = aligned_zip({"scene.usdc": b"PXR-USDC" + bytes(100), "tex/a.jpg": ai})
+    stub = b"MZ" + bytes(1000)                         # zip -A: offsets past the stub
+    made["sfx.exe"] = absolute_offsets(stub, zip_bytes({"a.jpg": ai}))
+    for name, data in made.items():
+        (tmp_path / name).write_bytes(data)
+        kind = layout(tmp_path / name)
+        members = extract(tmp_path / name, work, appended=kind.kind is None)
+        assert members and all(m.error is None for m in members), (name, members)
+        assert all(sha(m.path) == hashlib.sha256(ai).hexdigest()
+                   for m in members if m.name.endswith(".jpg")), name
+
+
+@pytest.mark.skipif(not (os.path.exists("/usr/bin/zip") or os.path.exists("/usr/bin/jar")),
+                    reason="no zip or jar tool")
+def test_zips_from_zip_and_jar_tools_are_accepted(tmp_path: Path, work: Path) -> None:
+    import shutil
+    import subprocess
+
+    (tmp_path / "a.jpg").write_bytes(sample("ai_iptc_generated.jpg"))
+    made = []
+    if shutil.which("zip"):
+        streamed = subprocess.run(["zip", "-q", "-", "a.jpg"], cwd=tmp_path, check=True,
+                                  stdout=subprocess.PIPE).stdout    # to a pipe: descriptors
+        assert streamed[6] & 0x08
+        (tmp_path / "stream.zip").write_bytes(streamed)
+        subprocess.run(["zip", "-q", "-fz", str(tmp_path / "z64.zip"), "a.jpg"],
+                       cwd=tmp_path, check=True)
+        made += ["stream.zip", "z64.zip"]
+    if shutil.which("jar"):
+        subprocess.run(["jar", "cf", str(tmp_path / "a.jar"), "a.jpg"], cwd=tmp_path, check=True)
+        made.append("a.jar")
+    for name in made:
+        members = extract(tmp_path / name, work)
+        assert members and all(m.error is None for m in members), (name, members)
+
+
+def strip_descriptor_signatures(raw: bytes) -> bytes:
+    """A zip written with signed data descriptors, rewritten with unsigned ones (12 bytes)."""
+    zf = zipfile.ZipFile(io.BytesIO(raw))
+    out, central, moved = bytearray(), bytearray(), {}
+    for info in zf.infolist():
+        at = info.header_offset
+        n, m = struct.unpack_from("<2H", raw, at + 26)
+        data_end = at + 30 + n + m + info.compress_size
+        assert raw[data_end:data_end + 4] == b"PK\x07\x08"
+        moved[at] = len(out)
+        out += raw[at:data_end] + raw[data_end + 4:data_end + 16]
+    start_dir = len(out)
+    pos = zf.start_dir
+    for info in zf.infolist():
+        n, m, k = struct.unpack_from("<3H", raw, pos + 28)
+        entry = bytearray(raw[pos:pos + 46 + n + m + k])
+        struct.pack_into("<L", entry, 42, moved[info.header_offset])
+        central += entry
+        pos += len(entry)
+    end = bytearray(raw[raw.rfind(b"PK\x05\x06"):])
+    struct.pack_into("<2L", end, 12, len(central), start_dir)
+    return bytes(out + central + end)
+
+
+def aligned_zip(entries: dict[str, bytes]) -> bytes:
+    """Stored members whose data starts on a 64-byte boundary, padded in the extra field (as
+    USDZ requires)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in entries.items():
+            info = zipfile.ZipInfo(name)
+            pad = -(buf.tell() + 30 + len(name.encode()) + 4) % 64
+            info.extra = struct.pack("<2H", 0x1986, pad) + bytes(pad)
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def absolute_offsets(stub: bytes, raw: bytes) -> bytes:
+    """``stub`` + the zip with every offset moved past the stub (``zip -A``)."""
+    body = bytearray(stub + raw)
+    start = body.rfind(b"PK\x05\x06")
+    size, offset = struct.unpack_from("<2L", body, start + 12)
+    struct.pack_into("<L", body, start + 16, offset + len(stub))
+    pos = len(stub) + offset
+    while body[pos:pos + 4] == b"PK\x01\x02":
+        n, m, k = struct.unpack_from("<3H", body, pos + 28)
+        local = struct.unpack_from("<L", body, pos + 42)[0]
+        struct.pack_into("<L", body, pos + 42, local + len(stub))
+        pos += 46 + n + m + k
+    return bytes(body)
+
+
+# -- nothing but ArchiveError leaves an expansion -------------------------------------------------
+
+def test_zip_entry_with_an_empty_name(tmp_path: Path, work: Path) -> None:
+    archive = tmp_path / "stills.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("key_art.jpg", sample("ai_iptc_generated.jpg"))
+        zf.writestr(zipfile.ZipInfo(""), b"x")          # ZipInfo.is_dir() raises IndexError
+    members = extract(archive, work)
+    assert [m.name for m in members] == ["key_art.jpg", ""]
+    assert members[0].error is None and "empty member name" in members[1].error
+
+
+def test_unexpected_errors_become_archive_errors(tmp_path: Path, work: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import provgate.archives as archives
+
+    archive = make_zip(tmp_path / "d.zip", ai_entries())
+
+    def boom(*args: object) -> None:
+        raise IndexError("crafted")
+
+    monkeypatch.setattr(archives, "_zip_refused", boom)
+    with pytest.raises(ArchiveError, match="cannot expand the archive: IndexError: crafted"):
+        extract(archive, work)
+    assert tree(work) == set()
+    monkeypatch.undo()
+
+    def member_boom(*args: object) -> None:             # one member's read: that member only
+        raise KeyError("crafted")
+
+    real = archives._zip_member
+    calls = iter(range(100))
+    monkeypatch.setattr(archives, "_zip_member",
+                        lambda zf, info: member_boom() if next(calls) == 0 else real(zf, info))
+    members = extract(archive, work)
+    assert "corrupt member" in members[0].error and all(m.error is None for m in members[1:])
+    monkeypatch.undo()
+    with pytest.raises(ArchiveError, match="cannot make a folder"):
+        with expanded(archive, dir=str(tmp_path / "no" / "such")):
+            pass
+
+
+# -- the gate: archives by their bytes, polyglots, and nothing escapes judging ---------------------
+
+def final_folder(tmp_path: Path) -> Path:
+    final = tmp_path / "EP101" / "final"
+    final.mkdir(parents=True)
+    return final
+
+
+def test_gate_judges_documents_polyglots_and_nested_polyglots(tmp_path: Path) -> None:
+    from conftest import run_json
+
+    final = final_folder(tmp_path)
+    jpeg, ai = sample("unknown_camera.jpg"), sample("ai_iptc_generated.jpg")
+    clean_docx = {"[Content_Types].xml": b'<?xml version="1.0"?><Types/>',
+                  "word/document.xml": b'<?xml version="1.0"?><w:document/>',
+                  "word/media/image1.jpeg": jpeg}
+    (final / "clean.docx").write_bytes(zip_bytes(clean_docx))
+    (final / "clean.epub").write_bytes(zip_bytes({"mimetype": b"application/epub+zip",
+                                                  "OEBPS/cover.jpg": jpeg}))
+    (final / "plate.jpg").write_bytes(jpeg + zip_bytes({"key.jpg": ai}))
+    (final / "stills.zip").write_bytes(zip_bytes({"shots/plate.jpg": jpeg + zip_bytes(
+        {"key.jpg": ai}), "shots/b.jpg": jpeg}))
+    (final / "clean_poly.jpg").write_bytes(jpeg + zip_bytes({"b.jpg": jpeg}))
+    (final / "scene.usdz").write_bytes(aligned_zip({"scene.usdc": b"PXR-USDC" + bytes(100),
+                                                    "textures/key.jpg": ai}))
+    (final / "script.odt").write_bytes(zip_bytes({
+        "mimetype": b"application/vnd.oasis.opendocument.text",
+        "content.xml": b'<?xml version="1.0"?><office:document-content/>',
+        "Pictures/key.jpg": ai}))
+    by = {Path(r["path"]).name: r for r in run_json("check", final)}
+    for name in ("clean.docx", "clean.epub", "clean_poly.jpg"):    # XML members: unknown
+        assert by[name]["kind"] == "unknown" and by[name]["action"] == "allow", by[name]
+    assert any("zip appended" in w for w in by["clean_poly.jpg"]["warnings"])
+    for name in ("plate.jpg", "stills.zip", "scene.usdz", "script.odt"):
+        assert by[name]["kind"] == "ai_generated" and by[name]["action"] == "block", by[name]
+    assert any("appended zip member key.jpg" in e["tag"] for e in by["plate.jpg"]["evidence"])
+    assert any("shots/plate.jpg/key.jpg" in e["tag"] for e in by["stills.zip"]["evidence"])
+
+
+def test_gate_holds_what_fails_while_judging_an_archive(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import run_json
+
+    from provgate import stages
+
+    final = final_folder(tmp_path)
+    (final / "stills.zip").write_bytes(zip_bytes({"a.jpg": sample("unknown_camera.jpg")}))
+    (final / "plate.jpg").write_bytes(sample("unknown_camera.jpg") + zip_bytes(
+        {"b.jpg": sample("unknown_camera.jpg")}))
+    (final / "hidden.zip").write_bytes(hidden_first(tmp_path).read_bytes())
+
+    def boom(*args: object) -> None:
+        raise IndexError("crafted")
+
+    monkeypatch.setattr(stages, "_judge_members", boom)
+    by = {Path(r["path"]).name: r for r in run_json("check", final)}
+    assert by["stills.zip"]["kind"] == "unreadable" and by["stills.zip"]["action"] == "escalate"
+    assert by["stills.zip"]["error"] == "archive not judged: IndexError: crafted"
+    assert by["plate.jpg"]["kind"] == "unreadable" and by["plate.jpg"]["action"] == "escalate"
+    assert "appended zip not judged: IndexError" in by["plate.jpg"]["error"]
+    assert by["hidden.zip"]["action"] == "escalate" and "hidden entry" in by["hidden.zip"]["error"]
+
+
+def test_an_unreadable_host_stays_unreadable_beside_its_appended_zip() -> None:
+    from provgate.record import Verdict, unreadable
+    from provgate.verdict import combine_members
+
+    host = unreadable("truncated or corrupt file: JPEG cut short")
+    clean = Verdict("unknown", "absent")
+    combined = combine_members(host, [("b.jpg", clean)], appended=True)
+    assert combined.kind == "unreadable" and "JPEG cut short" in combined.error
+    # an archive's own metadata does not make it unreadable: its members decide
+    assert combine_members(host, [("b.jpg", clean)]).kind == "unknown"
+    ai = Verdict("ai_generated", "absent")
+    assert combine_members(host, [("k.jpg", ai)], appended=True).kind == "ai_generated"
+    # a tar's members, then its appended zip's: an unjudged tar member is not forgotten
+    tar = combine_members(Verdict("unknown", "absent"), [("x.bin", unreadable("Unknown"))])
+    assert tar.kind == "unreadable"
+    both = combine_members(tar, [("b.jpg", clean)], appended=True)
+    assert both.kind == "unreadable" and "x.bin" in both.error
+
+
+def test_zip_directory_longer_than_its_end_record_says_is_counted(tmp_path: Path,
+                                                                   work: Path) -> None:
+    """zipfile reads entries for as many bytes as the directory declares, whatever the count
+    in the end record: the entries are counted before it parses them."""
+    raw = bytearray(zip_bytes({f"f{i:03d}.txt": b"x" for i in range(30)}))
+    end = raw.rfind(b"PK\x05\x06")
+    struct.pack_into("<2H", raw, end + 8, 1, 1)        # "one entry"
+    liar = tmp_path / "liar.zip"
+    liar.write_bytes(bytes(raw))
+    assert len(zipfile.ZipFile(liar).infolist()) == 30
+    with pytest.raises(ArchiveError, match="more than 20 members"):
+        extract(liar, work, Limits(max_members=20))
+    assert len(extract(liar, work, Limits(max_members=30))) == 30

@@ -149,16 +149,6 @@ def test_a_symlinked_delivery_root_is_walked(tmp_path: Path) -> None:
     assert "HELD block" in result.stderr and "not a regular file" not in result.stderr
 
 
-def test_the_quarantine_inside_a_delivery_is_not_walked(tmp_path: Path) -> None:
-    ep = _episode(tmp_path)
-    quarantine = ep / ".quarantine"
-    result = run("check", ep, "--mode", "enforce", "--quarantine", quarantine)
-    assert result.exit_code == 1
-    assert (quarantine / "final" / "vfx" / AI).exists()
-    again = run_json("check", ep, "--quarantine", quarantine)
-    assert [Path(r["path"]).name for r in again] == [CLEAN]
-
-
 # -- the verdict binds to content ---------------------------------------------------------------
 
 def test_a_file_rewritten_with_size_and_mtime_restored_is_read_again(tmp_path: Path) -> None:

@@ -98,8 +98,10 @@ def test_unusable_quarantine_leaves_the_file_in_place(delivery: Path, tmp_path: 
 
 @pytest.fixture
 def tiny_fs() -> Iterator[Path]:
-    """A 64 KiB tmpfs: a full, and a different, filesystem."""
+    """A 64 KiB tmpfs: a full, and a different, filesystem. A fresh tmpfs is mode 1777,
+    which provgate refuses as a quarantine (others could plant names in it): made 0700."""
     with tmpfs("64k") as mnt:
+        os.chmod(mnt, 0o700)
         yield mnt
 
 
@@ -113,7 +115,8 @@ def test_quarantine_on_a_full_filesystem(tmp_path: Path, tiny_fs: Path) -> None:
     before = big.read_bytes()
     rec = run_json("scan", root, "--mode", "enforce", "--quarantine", tiny_fs)[0]
     assert rec["action"] == "block"
-    assert "full" in rec["outcome"] and rec["outcome"].startswith("left in place")
+    assert "the quarantine filesystem is full" in rec["outcome"]
+    assert rec["outcome"].startswith("left in place")
     assert big.read_bytes() == before
     assert not any(p.name.endswith("provgate-partial") for p in tiny_fs.rglob("*"))
 

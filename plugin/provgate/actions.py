@@ -1,11 +1,16 @@
 """Actions: the only module that moves files. It never deletes or overwrites a user's file.
 
 A block in enforce mode moves the file into the quarantine folder under its path relative to
-its root, with a JSON receipt beside it. Same filesystem: a hard link to the new name (which
-fails rather than replace anything) and then the old name is removed. Across filesystems: copy
-to a partial name, fsync, verify the sha256, then link into place and remove the source. Any
-failure leaves the original where it was and says why. A media file's sidecars (``clip.mov.xmp``,
-``clip.xmp``, ``clip.mov.c2pa``, ``clip.c2pa``) move with it, the same way, and come back with it.
+its root, with a JSON receipt beside it. The quarantine folder is reached through ``safefs``
+(every component from ``/`` opened without following a link, owned by root or the service
+user, writable by nobody else; made 0700), and every name in it is made relative to that
+folder's descriptor, so nothing can redirect a move or a receipt. Same filesystem: a hard link
+to the new name (which fails rather than replace anything) and then the old name is removed.
+Across filesystems: copy to a partial name, fsync, verify the sha256, then link into place and
+remove the source. Any failure leaves the original where it was and says why; a failed move
+is carried out again by ``retry_failed`` with its receipt replaced. A media file's sidecars
+(``clip.mov.xmp``, ``clip.xmp``, ``clip.mov.c2pa``, ``clip.c2pa``) move with it, the same way,
+and come back with it; a restore puts back only what still matches its fingerprint.
 """
 
 from __future__ import annotations
@@ -14,17 +19,29 @@ import errno
 import getpass
 import json
 import os
+import secrets
 import shutil
 import socket
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provgate import data
-from provgate.assets import FileChanged, fingerprint
+from provgate import data, safefs
+from provgate.assets import fingerprint
 from provgate.errors import ActionError
+from provgate.safefs import Access, UnsafePath
 
 RECEIPT_SUFFIX = ".provgate-receipt.json"
 PARTIAL_SUFFIX = ".provgate-partial"
+# the error of a failed move that is not tried again: its file changed or left after the
+# decision (a changed file gets a decision of its own)
+GIVEN_UP = "given up: "
+# a folder in a delivery: links in its path are followed (a symlinked delivery root is
+# walked), the file itself never is
+_DIR_ANY = os.O_DIRECTORY | os.O_CLOEXEC | getattr(os, "O_PATH", os.O_RDONLY)
 
 
 def current_user() -> str:
@@ -74,63 +91,195 @@ def receipt(move: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def quarantine(move: dict[str, Any], record: dict[str, Any]) -> None:
+def quarantine(move: dict[str, Any], record: dict[str, Any], *,
+               roots: Iterable[str] | None = None, group: int | str | None = None,
+               service_user: int | str | None = None) -> None:
     """Carry out one planned move (a ``quarantine`` ledger row) and the sidecars it carries.
-    Raises ActionError when the media file cannot be moved (its sidecars then stay too).
+    Raises ActionError when the media file cannot be moved (its sidecars then stay too, and
+    no receipt is left behind).
 
-    Idempotent, so that a move interrupted by a crash can be finished at the next start.
+    ``roots`` (or the move's ``_roots``: the watched roots and the delivery) are checked with
+    ``safefs.check_quarantine``: a quarantine inside one of them is refused. Idempotent, so
+    that a move interrupted by a crash, or one that failed, can be finished later.
     """
     src, dst = Path(move["original_path"]), Path(move["quarantined_path"])
     rec_path = Path(move["receipt_path"])
-    if _already_moved(src, dst, move["fingerprint"]):
-        _finish(src, dst)
-        _write_receipt(rec_path, receipt(move, record))
-    else:
-        if not src.exists():
-            raise ActionError(f"{src} is gone: nothing to quarantine")
+    acc = Access.make(group, service_user)
+    with _quarantine_folder(dst.parent, roots or move.get("_roots"), acc, src) as qfd:
+        if rec_path.parent != dst.parent:
+            raise ActionError(f"could not quarantine {src}: its receipt {rec_path} is not "
+                              "planned beside it; the file was left in place")
         try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            _write_receipt(rec_path, receipt(move, record))
-            _place(src, dst, move["fingerprint"])
+            if _already_moved(src, qfd, dst, move["fingerprint"]):
+                _finish(src, qfd, dst)
+                _write_receipt(qfd, rec_path.name, receipt(move, record), acc)
+            else:
+                if not os.path.lexists(src):
+                    raise ActionError(f"{src} is gone: nothing to quarantine")
+                # the receipt first: a crash after the link leaves a receipt beside the file;
+                # one for a file that did not come is removed again (no stale receipt)
+                _write_receipt(qfd, rec_path.name, receipt(move, record), acc)
+                try:
+                    with _source(src) as s:
+                        _place(s, qfd, dst, move["fingerprint"], into_quarantine=True)
+                except BaseException:
+                    _drop(qfd, rec_path.name)
+                    raise
+                _finish(src, qfd, dst)
         except OSError as exc:
             raise ActionError(f"could not quarantine {src}: {_why(exc)}; the file was left in "
                               "place") from exc
-        _finish(src, dst)
     # its sidecars follow only once the media file is in quarantine: a media file left in
     # place keeps its evidence beside it. A sidecar that cannot follow stays behind (an
     # orphan, held in a final zone) and the move says so; the media file's move stands.
-    problems = place_sidecars(move_sidecars(move))
+    problems = place_sidecars(move_sidecars(move), access=acc)
     if problems:
         move["sidecar_problems"] = problems
         record.setdefault("warnings", []).extend(problems)
 
 
-def restore(move: dict[str, Any]) -> list[str]:
+@dataclass
+class Retried:
+    """What ``retry_failed`` did with one failed move, for the caller to record:
+    ``Ledger.update_move(move_id, state=state, error=error)``."""
+
+    move_id: int
+    state: str  # "done" or "failed"
+    outcome: str  # "quarantined to ..." or "left in place: ..."
+    error: str | None = None  # None once done (a sidecar that stayed behind says so)
+
+
+def retry_failed(moves: Iterable[dict[str, Any]],
+                 decision_of: Callable[[dict[str, Any]], dict[str, Any] | None], *,
+                 roots: Iterable[str] | None = None, group: int | str | None = None,
+                 service_user: int | str | None = None) -> list[Retried]:
+    """Carry out again moves that failed (a full, read-only or unusable quarantine), with no
+    ledger of its own: the caller passes ``Ledger.moves("failed")``, ``decision_of`` gives
+    each move's decision record (None: skip it, e.g. the file was approved or decided again
+    since), and the caller records every result.
+
+    A move is carried out only while its file is still where it was with the content that
+    was decided; otherwise it has given up (its error starts with ``GIVEN_UP`` and it is never
+    tried again: a changed file gets a decision of its own). The move keeps its planned name
+    (the ledger row is sealed); the receipt is written anew over any stale one. Cheap while
+    the cause lasts: a quarantine still too small for the file fails before any hashing."""
+    out = []
+    for move in moves:
+        if (move.get("error") or "").startswith(GIVEN_UP):
+            continue
+        rec = decision_of(move)
+        if rec is not None:
+            out.append(_retry(dict(move), rec, roots=roots, group=group,
+                              service_user=service_user))
+    return out
+
+
+def _retry(move: dict[str, Any], rec: dict[str, Any], **kwargs: Any) -> Retried:
+    src, dst = Path(move["original_path"]), Path(move["quarantined_path"])
+    fp = move["fingerprint"]
+
+    def failed(why: str) -> Retried:
+        return Retried(move["id"], "failed", f"left in place: {why}", why)
+
+    here, there = _lstat(src), _lstat(dst)
+    if here is None and there is None:
+        return failed(f"{GIVEN_UP}{src} is gone since the decision: nothing to quarantine")
+    if here is not None and not _same(here, there):
+        if not stat.S_ISREG(here.st_mode) or here.st_size != move["size"]:
+            return failed(f"{GIVEN_UP}{src} changed since the decision: not moved; its new "
+                          "content is decided on its own")
+        if there is not None and _fingerprint_of(dst) != fp:
+            return failed(f"could not quarantine {src}: its quarantine name {dst} holds "
+                          "another file; the file was left in place")
+        if _short_of_space(dst.parent, here):
+            return failed(f"could not quarantine {src}: the quarantine filesystem is full; "
+                          "the file was left in place")
+        now = _fingerprint_of(src)
+        if now != fp:
+            return failed(f"{GIVEN_UP}{src} changed since the decision (now {now}): not "
+                          "moved; its new content is decided on its own")
+    try:
+        quarantine(move, rec, **kwargs)
+    except ActionError as exc:
+        return failed(str(exc))
+    problems = move.get("sidecar_problems")
+    return Retried(move["id"], "done", f"quarantined to {dst}",
+                   "; ".join(problems) if problems else None)
+
+
+def _short_of_space(folder: Path, st: os.stat_result) -> bool:
+    """Whether a copy of the file ``st`` cannot fit on the quarantine's filesystem (a hard
+    link on the same filesystem needs no room)."""
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if os.stat(folder).st_dev == st.st_dev:
+            return False
+        vfs = os.statvfs(folder)
+    except OSError:
+        return False
+    return vfs.f_bavail * vfs.f_frsize < st.st_size
+
+
+def restore(move: dict[str, Any], *, group: int | str | None = None,
+            service_user: int | str | None = None) -> list[str]:
     """Put a quarantined file and its sidecars back, refusing (before anything moves) if
-    something now sits at one of their original paths. Returns the sidecars put back."""
+    something now sits at one of their original paths, or if a quarantined copy no longer
+    matches the fingerprint recorded when it was moved. Returns the sidecars put back."""
+    acc = Access.make(group, service_user)
     src, dst = Path(move["quarantined_path"]), Path(move["original_path"])
-    # the sidecars that went with it (and are still in quarantine) come back with it, to
-    # their names as the ledger shows them, like the media file (``original_path`` is text)
-    sidecars = [{**e, "original_path": _text(e["original_path"])} for e in move_sidecars(move)
-                if os.path.lexists(e["quarantined_path"])]
-    if os.path.lexists(dst) and not _same_file(src, dst):
-        raise ActionError(f"cannot restore: {dst} exists now; move it away first")
-    for e in sidecars:
-        if os.path.lexists(e["original_path"]) and not _same_file(
-                Path(e["quarantined_path"]), Path(e["original_path"])):
-            raise ActionError(f"cannot restore: {e['original_path']} exists now (where the "
-                              f"sidecar of {dst.name} goes back); move it away first")
-    if not src.exists():
-        raise ActionError(f"cannot restore: the quarantined copy {src} is missing")
-    # sidecars first: if one cannot go back, the media file is still in quarantine and a
-    # second restore finishes the job (a sidecar already back is no longer in quarantine)
-    for e in sidecars:
-        _put_back(Path(e["quarantined_path"]), Path(e["original_path"]), e["fingerprint"],
-                  "sidecar ")
-    _put_back(src, dst, move["fingerprint"])
-    rec = Path(move["receipt_path"])
-    if rec.exists():
-        rec.rename(str(rec) + ".restored")
+    with _folders(acc) as opened:
+        try:
+            qfd = opened(src.parent)
+        except FileNotFoundError:
+            raise ActionError(f"cannot restore: the quarantined copy {src} is missing") from None
+        # the sidecars that went with it (and are still in quarantine) come back with it, to
+        # their names as the ledger shows them, like the media file (``original_path`` is text)
+        def held_in_quarantine(path: Path) -> bool:
+            try:
+                return _lstat_at(opened(path.parent), path.name) is not None
+            except FileNotFoundError:
+                return False
+
+        sidecars = [{**e, "original_path": _text(e["original_path"])} for e in move_sidecars(move)
+                    if held_in_quarantine(Path(e["quarantined_path"]))]
+        held = _lstat_at(qfd, src.name)
+        if os.path.lexists(dst) and not _same(_lstat(dst), held):
+            raise ActionError(f"cannot restore: {dst} exists now; move it away first")
+        for e in sidecars:
+            q = Path(e["quarantined_path"])
+            if os.path.lexists(e["original_path"]) and not _same(
+                    _lstat(Path(e["original_path"])), _lstat_at(opened(q.parent), q.name)):
+                raise ActionError(f"cannot restore: {e['original_path']} exists now (where the "
+                                  f"sidecar of {dst.name} goes back); move it away first")
+        if held is None:
+            raise ActionError(f"cannot restore: the quarantined copy {src} is missing")
+        # what goes back must be what was quarantined: a copy changed in quarantine stays
+        for path, fp, what in [(src, move["fingerprint"], ""),
+                               *((Path(e["quarantined_path"]), e["fingerprint"], "sidecar ")
+                                 for e in sidecars)]:
+            try:
+                now = _hash_at(opened(path.parent), path.name, path)
+            except OSError as exc:
+                raise ActionError(f"cannot restore: {path} cannot be read: {exc.strerror}; "
+                                  "nothing was put back") from exc
+            if now != fp:
+                raise ActionError(f"cannot restore: the quarantined {what}copy {path} no longer "
+                                  f"matches its fingerprint (recorded {fp}, now {now}); "
+                                  "nothing was put back")
+        # sidecars first: if one cannot go back, the media file is still in quarantine and a
+        # second restore finishes the job (a sidecar already back is no longer in quarantine)
+        for e in sidecars:
+            q = Path(e["quarantined_path"])
+            _put_back(opened(q.parent), q, Path(e["original_path"]), e["fingerprint"],
+                      "sidecar ")
+        _put_back(qfd, src, dst, move["fingerprint"])
+        rec = Path(move["receipt_path"])
+        try:
+            rfd = opened(rec.parent)
+            os.rename(rec.name, rec.name + ".restored", src_dir_fd=rfd, dst_dir_fd=rfd)
+        except FileNotFoundError:
+            pass
     return [e["original_path"] for e in sidecars]
 
 
@@ -180,54 +329,287 @@ def plan_sidecar(side: str, media: str, target: Path, taken: set[Path] = frozens
             "size": size}
 
 
-def place_sidecars(entries: list[dict[str, Any]]) -> list[str]:
+def place_sidecars(entries: list[dict[str, Any]], *, access: Access | None = None) -> list[str]:
     """Move sidecars into quarantine, each like a media file (hard link, or copy and verify,
-    then remove the source; never over an existing file) and idempotent: one already there
-    with its fingerprint is only finished. Returns what could not be moved, and why."""
+    then remove the source; never over an existing file, never through a link) and
+    idempotent: one already there with its fingerprint is only finished. Returns what could
+    not be moved, and why."""
+    acc = access or Access.make()
     problems = []
     for e in entries:
         src, dst = Path(e["original_path"]), Path(e["quarantined_path"])
         try:
-            if os.path.lexists(dst) and (_same_file(src, dst) or fingerprint(str(dst)) ==
-                                         e["fingerprint"]):
-                _finish(src, dst)  # moved before a crash: drop the source if it is the same
-                continue
-            if not src.exists():
-                problems.append(f"sidecar {_text(str(src))} was gone before it could follow "
-                                "its media file")
-                continue
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            _place(src, dst, e["fingerprint"])
-            _finish(src, dst)
+            with _quarantine_folder(dst.parent, None, acc, src) as qfd:
+                if _already_moved(src, qfd, dst, e["fingerprint"]):
+                    _finish(src, qfd, dst)  # moved before a crash: drop the source if the same
+                    continue
+                if not os.path.lexists(src):
+                    problems.append(f"sidecar {_text(str(src))} was gone before it could "
+                                    "follow its media file")
+                    continue
+                with _source(src) as s:
+                    _place(s, qfd, dst, e["fingerprint"], into_quarantine=True)
+                _finish(src, qfd, dst)
         except OSError as exc:
             problems.append(f"sidecar {_text(str(src))} left in place: {_why(exc)}")
-        except (ActionError, FileChanged) as exc:
+        except ActionError as exc:
             problems.append(f"sidecar {_text(str(src))} left in place: {exc}")
     return problems
 
 
-def write_receipt(move: dict[str, Any], record: dict[str, Any]) -> None:
+def write_receipt(move: dict[str, Any], record: dict[str, Any], *,
+                  group: int | str | None = None, service_user: int | str | None = None) -> None:
     """(Re)write a move's receipt, e.g. once a late sidecar joined it."""
-    _write_receipt(Path(move["receipt_path"]), receipt(move, record))
+    rec_path = Path(move["receipt_path"])
+    acc = Access.make(group, service_user)
+    with _quarantine_folder(rec_path.parent, None, acc, Path(move["original_path"])) as qfd:
+        _write_receipt(qfd, rec_path.name, receipt(move, record), acc)
 
 
-def _put_back(src: Path, dst: Path, fp: str, what: str = "") -> None:
-    """Restore one file from quarantine; finishing a restore a crash interrupted."""
+# -- the mechanics: every name relative to a folder descriptor ----------------------------------
+
+@dataclass
+class _Source:
+    """A file about to be moved, opened without following a link at its name."""
+
+    path: Path
+    dir: int  # its folder
+    name: str
+    fd: int
+    st: os.stat_result
+
+
+@contextmanager
+def _source(path: Path, dir_fd: int | None = None) -> Iterator[_Source]:
+    """Open ``path`` (in ``dir_fd`` when given, else in its folder, whose path may pass through
+    links: a symlinked delivery root) with O_NOFOLLOW; a link or a special file is refused."""
+    own = dir_fd is None
+    dfd = os.open(path.parent, _DIR_ANY) if own else dir_fd
     try:
-        if not (os.path.lexists(dst) and _same_file(src, dst)):
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            _place(src, dst, fp)
+        try:
+            fd = os.open(path.name, safefs.READ_FLAGS, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ActionError(f"{path} is a symbolic link now: never followed, not "
+                                  "moved") from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ActionError(f"{path} is not a regular file now: not moved")
+            yield _Source(path, dfd, path.name, fd, st)
+        finally:
+            os.close(fd)
+    finally:
+        if own:
+            os.close(dfd)
+
+
+@contextmanager
+def _quarantine_folder(folder: Path, roots: Iterable[str] | None, acc: Access, src: Path
+                       ) -> Iterator[int]:
+    """The checked quarantine folder's descriptor (made 0700 where missing); an unsafe one
+    is an ActionError that leaves the file in place."""
+    try:
+        if roots:
+            safefs.check_quarantine(folder, roots, access=acc)
+        fd = safefs.open_dir(folder, create=True, access=acc)
+    except UnsafePath as exc:
+        raise ActionError(f"could not quarantine {src}: {exc}; the file was left in "
+                          "place") from None
+    except OSError as exc:
+        raise ActionError(f"could not quarantine {src}: {_why(exc)}; the file was left in "
+                          "place") from exc
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _folders(acc: Access) -> Iterator[Callable[[Path], int]]:
+    """Checked quarantine folders opened on demand (``opened(path)``), closed at the end."""
+    fds: dict[Path, int] = {}
+
+    def opened(path: Path) -> int:
+        if path not in fds:
+            try:
+                fds[path] = safefs.open_dir(path, access=acc)
+            except UnsafePath as exc:
+                raise ActionError(f"cannot restore: {exc}") from None
+        return fds[path]
+
+    try:
+        yield opened
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def _put_back(qfd: int, src: Path, dst: Path, fp: str, what: str = "") -> None:
+    """Restore one file from quarantine; finishing a restore a crash interrupted. The folder
+    it goes back to is the delivery's (made again if it was removed)."""
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dfd = os.open(dst.parent, _DIR_ANY)
     except OSError as exc:
         raise ActionError(f"could not restore {what}{dst}: {_why(exc)}; the file stays in "
                           "quarantine") from exc
-    _finish(src, dst)
-
-
-def _same_file(a: Path, b: Path) -> bool:
     try:
-        return os.path.samefile(a, b)
-    except OSError:
+        if _lstat_at(qfd, src.name) is None:
+            return  # back already: only its quarantine name was left to drop
+        if not _same(_lstat_at(dfd, dst.name), _lstat_at(qfd, src.name)):
+            with _source(src, qfd) as s:
+                _place(s, dfd, dst, fp, into_quarantine=False)
+        _unlink_moved(qfd, src, dfd, dst)
+    except OSError as exc:
+        raise ActionError(f"could not restore {what}{dst}: {_why(exc)}; the file stays in "
+                          "quarantine") from exc
+    finally:
+        os.close(dfd)
+
+
+def _place(s: _Source, dfd: int, dst: Path, fp: str, *, into_quarantine: bool) -> None:
+    """Make ``dst`` (in folder ``dfd``) hold the opened file's bytes without ever replacing
+    an existing name: a hard link, or across filesystems a verified copy linked into place."""
+    try:
+        os.link(s.name, dst.name, src_dir_fd=s.dir, dst_dir_fd=dfd, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+            raise
+    else:
+        if into_quarantine:
+            # the name in the delivery may have been swapped after it was opened: what came
+            # must be the file that was opened, or our new name goes again (never a user's)
+            got = os.stat(dst.name, dir_fd=dfd, follow_symlinks=False)
+            if (got.st_dev, got.st_ino) != (s.st.st_dev, s.st.st_ino):
+                os.unlink(dst.name, dir_fd=dfd)
+                raise ActionError(f"{s.path} was replaced while it was being moved: not moved")
+        return
+    partial = f"{dst.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+    pfd = safefs.create_at(dfd, partial, 0o600)
+    try:
+        os.lseek(s.fd, 0, os.SEEK_SET)
+        while chunk := os.read(s.fd, 1 << 20):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(pfd, view):]
+        os.fsync(pfd)
+        if safefs.fingerprint_fd(pfd) != fp:
+            raise ActionError(f"the copy of {s.path} does not match its fingerprint (it changed "
+                              "since it was decided?): left in place")
+        # the file's own times, mode (no set-id bits) and, as root, owner travel with it
+        os.utime(pfd, ns=(s.st.st_atime_ns, s.st.st_mtime_ns))
+        if os.geteuid() == 0:
+            os.fchown(pfd, s.st.st_uid, s.st.st_gid)
+        os.fchmod(pfd, stat.S_IMODE(s.st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
+        try:
+            os.link(partial, dst.name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+        except OSError:
+            if _lstat_at(dfd, dst.name) is not None:
+                raise
+            os.rename(partial, dst.name, src_dir_fd=dfd, dst_dir_fd=dfd)  # no hard links here
+    finally:
+        os.close(pfd)
+        _drop(dfd, partial)  # our own partial copy (made exclusively), never a user's file
+
+
+def _already_moved(src: Path, qfd: int, dst: Path, fp: str) -> bool:
+    """Whether the quarantine name already holds the file (a move a crash or a failure
+    interrupted after the link)."""
+    there = _lstat_at(qfd, dst.name)
+    if there is None:
         return False
+    if not stat.S_ISREG(there.st_mode):
+        raise ActionError(f"{dst} in quarantine is not a regular file: not touched")
+    here = _lstat(src)
+    if here is not None and _same(here, there):
+        return True
+    return _hash_at(qfd, dst.name, dst) == fp
+
+
+def _finish(src: Path, qfd: int, dst: Path) -> None:
+    """Remove the source name once the quarantined name verifiably holds the same bytes."""
+    try:
+        sfd = os.open(src.parent, _DIR_ANY)
+    except FileNotFoundError:
+        sfd = None  # its folder is gone, and the file with it
+    if sfd is not None:
+        try:
+            _unlink_moved(sfd, src, qfd, dst)
+        finally:
+            os.close(sfd)
+    safefs.fsync_dir(qfd)
+
+
+def _unlink_moved(sfd: int, src: Path, dfd: int, dst: Path) -> None:
+    """Drop the name ``src`` (in ``sfd``) once ``dst`` (in ``dfd``) is the same file, or a
+    regular file with the same bytes; anything else there now is kept."""
+    here = _lstat_at(sfd, src.name)
+    if here is None:
+        return
+    there = _lstat_at(dfd, dst.name)
+    if not _same(here, there):
+        if not stat.S_ISREG(here.st_mode) or _hash_at(sfd, src.name, src) != _hash_at(
+                dfd, dst.name, dst):
+            raise ActionError(f"{src} changed during the move: kept both copies")
+    os.unlink(src.name, dir_fd=sfd)
+    safefs.fsync_dir(sfd)
+
+
+def _write_receipt(qfd: int, name: str, doc: dict[str, Any], acc: Access) -> None:
+    """Our own receipt, replaced whole (a random exclusive temporary name, then a rename in
+    the checked folder: a link planted at either name is never followed)."""
+    safefs.write_at(qfd, name, json.dumps(doc, indent=2, ensure_ascii=False), access=acc)
+
+
+def _drop(dfd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dfd)
+    except OSError:
+        pass
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
+def _lstat_at(dfd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def _same(a: os.stat_result | None, b: os.stat_result | None) -> bool:
+    return a is not None and b is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _hash_at(dfd: int, name: str, label: Path) -> str:
+    """The fingerprint of the regular file ``name`` in ``dfd``, opened without following."""
+    try:
+        fd = os.open(name, safefs.READ_FLAGS, dir_fd=dfd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ActionError(f"{label} is a symbolic link: never followed") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ActionError(f"{label} is not a regular file")
+        return safefs.fingerprint_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _fingerprint_of(path: Path) -> str | None:
+    try:
+        with _source(path) as s:
+            return safefs.fingerprint_fd(s.fd)
+    except (OSError, ActionError):
+        return None
 
 
 def _text(path: str) -> str:
@@ -237,80 +619,6 @@ def _text(path: str) -> str:
         return path
     except UnicodeEncodeError:
         return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _already_moved(src: Path, dst: Path, fp: str) -> bool:
-    if not dst.exists():
-        return False
-    if src.exists() and os.path.samefile(src, dst):
-        return True
-    return not src.exists() and fingerprint(str(dst)) == fp
-
-
-def _place(src: Path, dst: Path, fp: str) -> None:
-    """Make ``dst`` hold ``src``'s bytes without ever replacing an existing ``dst``."""
-    try:
-        os.link(src, dst)
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
-            raise
-    partial = Path(str(dst) + PARTIAL_SUFFIX)
-    try:
-        with open(src, "rb") as fin, open(partial, "xb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-            fout.flush()
-            os.fsync(fout.fileno())
-        shutil.copystat(src, partial)
-        if fingerprint(str(partial)) != fp:
-            raise ActionError(f"copy of {src} does not match its fingerprint; left in place")
-        try:
-            os.link(partial, dst)
-            partial.unlink()
-        except OSError:
-            if os.path.lexists(dst):
-                raise
-            os.rename(partial, dst)
-    except BaseException:
-        if partial.exists():
-            partial.unlink()  # our own partial copy, never a user's file
-        raise
-
-
-def _finish(src: Path, dst: Path) -> None:
-    """Remove the source name once ``dst`` verifiably holds the same bytes."""
-    if src.exists():
-        if not os.path.samefile(src, dst):
-            try:
-                if fingerprint(str(src)) != fingerprint(str(dst)):
-                    raise ActionError(f"{src} changed during the move: kept both copies")
-            except FileChanged as exc:
-                raise ActionError(f"{src}: {exc}: kept both copies") from exc
-        src.unlink()
-        _fsync_dir(src.parent)
-    _fsync_dir(dst.parent)
-
-
-def _write_receipt(path: Path, doc: dict[str, Any]) -> None:
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=2, ensure_ascii=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)  # our own receipt file, never a user's
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _why(exc: OSError) -> str:

@@ -5,6 +5,15 @@ name: a JPEG named ``x.zip`` is a JPEG, and a zip named ``plate.jpg`` is a zip. 
 tar, optionally compressed with gzip, bzip2, xz or zstd (``tarfile``), and 7z (``py7zr``) are
 read; a lone compressed file (``shot.png.gz``) is an archive of one member. RAR, and formats whose
 library is missing, are recognised and refused with :class:`ArchiveError` (unreadable).
+Documents that are zips (OOXML ``.docx``/``.pptx``/``.xlsx``, ODF, EPUB, iWork, IDML, USDZ) are
+zips here, whatever ExifTool calls them: their media members are judged like any other.
+
+A zip is also found from its end: :func:`layout` looks for a zip end record in a file's last
+:data:`TAIL_BYTES` (a polyglot: a JPEG, PNG or WAV with a zip appended, which zip readers open
+from its end), and ``expanded(path, appended=True)`` expands that zip. A zip whose local entries
+are not all listed by its central directory (a member hidden from ``zipfile`` and ``unzip`` but
+extracted by streaming readers), or with bytes between its entries that nothing explains, is
+refused (:class:`ArchiveError`).
 
 Members are never written under their own names. Every regular-file member is streamed into a
 private folder (0700; files 0600, created exclusively, links never followed) under a generated
@@ -39,20 +48,21 @@ import os
 import re
 import shutil
 import stat
+import struct
 import tarfile
 import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import IO, Any
 
 from .errors import ProvgateError
 
-__all__ = ["ArchiveError", "Limits", "Member", "archive_kind", "expanded", "extract", "is_archive",
-           "sniff"]
+__all__ = ["HEAD_BYTES", "TAIL_BYTES", "ArchiveError", "Layout", "Limits", "Member", "archive_kind",
+           "expanded", "extract", "is_archive", "layout", "layout_fd", "look", "sniff", "zip_end"]
 
 ZIP, TAR, SEVENZIP, GZIP, BZIP2, XZ, ZSTD, RAR = "zip", "tar", "7z", "gzip", "bzip2", "xz", "zstd", "rar"
 _COMPRESSED = (GZIP, BZIP2, XZ, ZSTD)
@@ -66,6 +76,12 @@ _SAFE_NAME = re.compile(r"\w[\w.+ -]{0,199}", re.UNICODE)
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}")
 _DRIVE = re.compile(r"[A-Za-z]:")
 _ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+# a zip's end record lies in its last 64 KiB + 22 bytes (its comment is at most 64 KiB)
+TAIL_BYTES = (1 << 16) + 22
+HEAD_BYTES = 512
+_LOCAL, _CENTRAL, _END, _END64_LOCATOR = b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"PK\x06\x07"
+_DESCRIPTOR = b"PK\x07\x08"
+_MAX_END_CANDIDATES = 32      # end signatures looked at; past them the file is taken for a zip
 
 
 class ArchiveError(ProvgateError):
@@ -186,27 +202,118 @@ def _is_tar_header(block: bytes) -> bool:
     return block[257:262] == b"ustar" or block[0] not in (0, 0x20)
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What a file's own bytes say it holds, whatever its name or ExifTool's file type:
+    ``kind`` from its first bytes (:func:`sniff`: zip, tar, 7z...), and ``appended`` when a zip
+    that does not start at its head ends it (a polyglot: media with a zip after it, which zip
+    readers open from its end record). A file can be both: a tar with a zip appended."""
+
+    kind: str | None = None
+    appended: bool = False
+
+    def __bool__(self) -> bool:
+        return self.kind is not None or self.appended
+
+
+def layout(path: str | os.PathLike[str]) -> Layout:
+    """:func:`look` at a file: its first :data:`HEAD_BYTES` and last :data:`TAIL_BYTES` (one
+    read when the file is small), never through a link; a file that cannot be read holds
+    nothing (the normal read of the file reports why)."""
+    try:
+        with _open_read(os.fspath(path)) as f:
+            return layout_fd(f.fileno())
+    except (OSError, ArchiveError):
+        return Layout()
+
+
+def layout_fd(fd: int) -> Layout:
+    """:func:`layout` of a file open for reading (a reader that has just hashed it: the bytes
+    are in the page cache). Raises OSError."""
+    size = os.fstat(fd).st_size
+    if size <= HEAD_BYTES + TAIL_BYTES:
+        data = os.pread(fd, size, 0)
+        return look(data[:HEAD_BYTES], data)
+    head = os.pread(fd, HEAD_BYTES, 0)
+    tail = os.pread(fd, TAIL_BYTES, size - TAIL_BYTES)
+    return look(head, tail, size - TAIL_BYTES, lambda at, n: os.pread(fd, n, at))
+
+
+def look(head: bytes, tail: bytes, tail_at: int = 0,
+         read_at: Callable[[int, int], bytes] | None = None) -> Layout:
+    """:func:`layout` from bytes a reader has already: ``head``, the file's first bytes (512
+    are enough), and ``tail``, its last :data:`TAIL_BYTES` or more (the whole file when it is
+    small), which starts at byte ``tail_at``. ``read_at(offset, n)`` reads before the tail
+    (a central directory longer than it); without it only the tail is looked at."""
+    kind = sniff(head)
+    return Layout(kind, kind != ZIP and zip_end(tail, tail_at, read_at) is not None)
+
+
+def zip_end(tail: bytes, tail_at: int = 0,
+            read_at: Callable[[int, int], bytes] | None = None) -> int | None:
+    """The offset of a zip end-of-central-directory record in the last :data:`TAIL_BYTES` of
+    ``tail`` (a file's last bytes or more, the whole file when it is in memory, starting at
+    byte ``tail_at``) that points at a central directory holding something (or at a Zip64
+    end record), or None.
+
+    Zip readers take the last end signature; any valid one counts here, so a file some reader
+    could open as a zip is always expanded (and held unreadable when ``zipfile`` cannot). Past
+    :data:`_MAX_END_CANDIDATES` signatures the last is returned: the expansion decides."""
+
+    def get(at: int, n: int) -> bytes:
+        if at >= tail_at:
+            return tail[at - tail_at:at - tail_at + n]
+        return read_at(at, n) if read_at is not None and at >= 0 else b""
+
+    lowest = max(0, len(tail) - TAIL_BYTES)      # where zip readers look; the rest is for get()
+    end, seen = len(tail), 0
+    while (i := tail.rfind(_END, lowest, end)) >= 0:
+        end, seen = i, seen + 1
+        at = tail_at + i
+        if seen > _MAX_END_CANDIDATES:
+            return tail_at + tail.rfind(_END, lowest)
+        rec = tail[i:i + 22]
+        if len(rec) < 22:
+            continue
+        cd_size, cd_offset = struct.unpack_from("<2L", rec, 12)
+        if at >= 20 and get(at - 20, 4) == _END64_LOCATOR:
+            return at
+        if cd_size == 0:          # zipfile reads entries for cd_size bytes: an empty zip
+            continue
+        for cd in (at - cd_size, cd_offset):     # appended (zipfile's "concat"), or absolute
+            if 0 <= cd <= at - 4 and get(cd, 4) == _CENTRAL:
+                return at
+    return None
+
+
 # -- expanding -------------------------------------------------------------------------------
 
 @contextlib.contextmanager
 def expanded(path: str | os.PathLike[str], limits: Limits | None = None,
-             dir: str | None = None) -> Iterator[list[Member]]:  # noqa: A002 - tempfile's name
+             dir: str | None = None,  # noqa: A002 - tempfile's name
+             appended: bool = False) -> Iterator[list[Member]]:
     """Expand the archive into a new private folder (0700, in ``dir`` or the system's temporary
     folder) that is removed, with everything in it, when the block ends. Raises
-    :class:`ArchiveError` when the archive cannot be opened or expanded within ``limits``."""
-    workdir = tempfile.mkdtemp(prefix="provgate-archive-", dir=dir)
+    :class:`ArchiveError` (and nothing else) when the archive cannot be opened or expanded
+    within ``limits``. ``appended``: expand the zip that ends the file (:func:`layout`), not
+    what its first bytes are."""
     try:
-        yield extract(path, workdir, limits)
+        workdir = tempfile.mkdtemp(prefix="provgate-archive-", dir=dir)
+    except OSError as exc:
+        raise ArchiveError(f"cannot make a folder to extract into: {_os_reason(exc)}") from None
+    try:
+        yield extract(path, workdir, limits, appended)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def extract(path: str | os.PathLike[str], workdir: str | os.PathLike[str],
-            limits: Limits | None = None) -> list[Member]:
+            limits: Limits | None = None, appended: bool = False) -> list[Member]:
     """Extract every member of the archive at ``path`` into ``workdir`` (an existing folder,
     not a link; best empty and private) and return them in archive order, nested archives
-    expanded in place. The archive is only read. On :class:`ArchiveError` every file and folder
-    this call created is removed again."""
+    expanded in place (and the zips appended to members, named ``plate.jpg/a.png``). The
+    archive is only read. Nothing but :class:`ArchiveError` is raised; on it every file and
+    folder this call created is removed again. ``appended``: see :func:`expanded`."""
     work = os.fspath(workdir)
     try:
         st = os.lstat(work)
@@ -214,7 +321,7 @@ def extract(path: str | os.PathLike[str], workdir: str | os.PathLike[str],
         raise ArchiveError(f"cannot use {work!r} to extract into: {exc.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise ArchiveError(f"cannot use {work!r} to extract into: not a folder (or a link)")
-    return _Expansion(work, limits or Limits()).expand(os.fspath(path), "", 1)
+    return _Expansion(work, limits or Limits()).expand(os.fspath(path), "", 1, appended)
 
 
 @dataclass
@@ -242,11 +349,11 @@ class _Expansion:
 
     # one archive --------------------------------------------------------------------------
 
-    def expand(self, path: str, prefix: str, depth: int) -> list[Member]:
+    def expand(self, path: str, prefix: str, depth: int, appended: bool = False) -> list[Member]:
         mark = len(self.created)
         try:
             with _open_read(path) as fh:
-                kind = sniff(fh.read(512))
+                kind = ZIP if appended else sniff(fh.read(HEAD_BYTES))
                 fh.seek(0)
                 size = os.fstat(fh.fileno()).st_size
                 self.archives += 1
@@ -270,15 +377,21 @@ class _Expansion:
         except OSError as exc:
             self._rollback(mark)
             raise ArchiveError(f"cannot read the archive: {_os_reason(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - a crafted archive must never crash the gate
+            self._rollback(mark)
+            raise ArchiveError(f"cannot expand the archive: {_reason(exc)}") from None
 
     def _zip(self, fh: IO[bytes], prefix: str, depth: int, level: _Level,
              key: int) -> list[Member]:
-        # the entry count, before zipfile parses every entry into memory
+        # the entry count, before zipfile parses every entry into memory: the end record's,
+        # and the directory's own (zipfile reads entries for as many bytes as it declares)
         entries = 0
         with contextlib.suppress(Exception):
             entries = zipfile._EndRecData(fh)[zipfile._ECD_ENTRIES_TOTAL]  # type: ignore
-        if entries > self.limits.max_members - self.members:
-            raise _Exhausted(f"zip bomb: more than {self.limits.max_members} members ({entries})")
+        left = self.limits.max_members - self.members
+        if entries > left or _zip_directory_entries(fh, left) > left:
+            raise _Exhausted(f"zip bomb: more than {self.limits.max_members} members "
+                             f"({max(entries, left + 1)})")
         fh.seek(0)
         try:
             zf = zipfile.ZipFile(fh)
@@ -287,7 +400,9 @@ class _Expansion:
             raise ArchiveError(f"truncated or corrupt zip: {exc}") from None
         with zf:
             self._count(len(zf.infolist()))
-            infos = [i for i in zf.infolist() if not i.is_dir()]
+            self._zip_layout(fh, zf)
+            # not ZipInfo.is_dir(): an empty name raises IndexError there
+            infos = [i for i in zf.infolist() if not i.filename.endswith("/")]
             declared = sum(i.file_size for i in infos)
             self._declared(declared, level)
             out: list[Member] = []
@@ -309,14 +424,62 @@ class _Expansion:
                     self._discard(dest)
                     out.append(Member(self._shown(name), None, info.file_size, str(exc)))
                     continue
-                except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, ValueError,
-                        NotImplementedError, RuntimeError, OSError) as exc:
+                except ArchiveError:
+                    self._discard(dest)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - BadZipFile, zlib.error, EOFError...
                     self._discard(dest)
                     out.append(Member(self._shown(name), None, info.file_size,
                                       f"corrupt member: {exc}"))
                     continue
                 self._settle(out, name, dest, n, depth)
             return out
+
+    def _zip_layout(self, fh: IO[bytes], zf: zipfile.ZipFile) -> None:
+        """Every byte from the zip's first entry to its central directory belongs to an entry
+        the directory lists: its local header, data and data descriptor, in order, none
+        overlapping. A streaming reader (Java's ZipInputStream, ingest tools) walks the local
+        headers from the start of the file; ``zipfile`` and ``unzip`` read the directory; a
+        member only one of them sees is refused, as is anything else between the entries.
+        The zip starts at byte 0 when a local header is there (what a streaming reader reads),
+        else at its first listed entry (a polyglot: what comes before is the host file).
+        One or two small reads per entry (the entries are already counted and bounded)."""
+        fd = fh.fileno()
+        start_dir = getattr(zf, "start_dir", None)
+        if not isinstance(start_dir, int):       # pragma: no cover - zipfile always sets it
+            raise ArchiveError("corrupt zip: no central directory")
+        first: dict[int, zipfile.ZipInfo] = {}
+        for info in zf.infolist():               # two names for one entry: the same bytes
+            first.setdefault(info.header_offset, info)
+        offsets = sorted(first)
+        head = os.pread(fd, 8, 0)
+        if head[:4] == _LOCAL:
+            pos = 0
+        elif head == _DESCRIPTOR + _LOCAL:       # a spanned archive's marker, then entries
+            pos = 4
+        else:
+            pos = offsets[0] if offsets else start_dir
+        for i, at in enumerate(offsets):
+            if time.monotonic() > self.deadline:
+                raise _Exhausted("expanding the archive took longer than "
+                                 f"{self.limits.max_seconds:g} s")
+            if at != pos:
+                raise ArchiveError(_zip_gap(fd, pos, at))
+            info = first[at]
+            local = os.pread(fd, 30, at)
+            if len(local) < 30 or local[:4] != _LOCAL:
+                raise ArchiveError(f"corrupt zip: the central directory puts entry "
+                                   f"{_text(info.filename)!r} at byte {at}, where no local "
+                                   "header is")
+            flags, = struct.unpack_from("<H", local, 6)
+            name_len, extra_len = struct.unpack_from("<2H", local, 26)
+            pos = at + 30 + name_len + extra_len + info.compress_size
+            if (flags | info.flag_bits) & 0x08:  # a data descriptor follows the data
+                nxt = offsets[i + 1] if i + 1 < len(offsets) else start_dir
+                sizes = (16, 24) if os.pread(fd, 4, pos) == _DESCRIPTOR else (12, 20)
+                pos += next((n for n in (*sizes, 0) if pos + n == nxt), sizes[0])
+        if pos != start_dir:
+            raise ArchiveError(_zip_gap(fd, pos, start_dir))
 
     def _tar(self, fh: IO[bytes], prefix: str, depth: int, level: _Level, key: int,
              what: str = "tar") -> list[Member]:
@@ -495,26 +658,42 @@ class _Expansion:
     # members ------------------------------------------------------------------------------
 
     def _settle(self, out: list[Member], name: str, dest: str, n: int, depth: int) -> None:
-        """A member written to ``dest``: a file to judge, or a nested archive to expand."""
-        if not is_archive(dest):
-            out.append(Member(self._shown(name), dest, n))
-            return
+        """A member written to ``dest``: a file to judge, or a nested archive to expand; and
+        a zip appended to it (a polyglot), whose members follow it, named ``name/...``."""
+        found = layout(dest)
+        if found.kind is None:
+            out.append(Member(self._shown(name), dest, n))       # media: judged as a file
+        elif not self._nested(out, name, dest, n, depth, False):
+            return                                               # refused, and discarded
+        if found.appended:
+            self._nested(out, name, dest, n, depth, True)
+
+    def _nested(self, out: list[Member], name: str, dest: str, n: int, depth: int,
+                appended: bool) -> bool:
+        """Expand the archive ``dest`` (or the zip appended to it) one level down; False when
+        it was refused (its member says why)."""
+        shown = self._shown(name + " (appended zip)" if appended else name)
+        # a refused head archive is discarded; a polyglot's host stays, judged as media
         if depth >= self.limits.max_depth:
-            self._discard(dest)
-            out.append(Member(self._shown(name), None, n,
+            if not appended:
+                self._discard(dest)
+            out.append(Member(shown, None, n,
                               f"zip bomb: archives nested deeper than {self.limits.max_depth} "
                               "levels are not expanded"))
-            return
+            return False
         try:
-            inner = self.expand(dest, name + "/", depth + 1)
+            inner = self.expand(dest, name + "/", depth + 1, appended)
         except _Exhausted:
             raise
         except ArchiveError as exc:
-            self._discard(dest)
-            out.append(Member(self._shown(name), None, n, str(exc)))
-            return
-        out.append(Member(self._shown(name), dest, n, archive=True))
+            if not appended:
+                self._discard(dest)
+            out.append(Member(shown, None, n, str(exc)))
+            return False
+        if not appended:
+            out.append(Member(shown, dest, n, archive=True))
         out.extend(inner)
+        return True
 
     def _refused_name(self, name: str) -> str | None:
         if not name or name in (".", "/"):
@@ -832,6 +1011,46 @@ def _text(name: str) -> str:
         return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:
         return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _zip_directory_entries(fh: IO[bytes], most: int) -> int:
+    """How many entries the zip's central directory holds, counted as zipfile will read it
+    (for the bytes its end record declares), up to ``most`` + 1; 0 when there is none to
+    count (zipfile then says what is wrong)."""
+    try:
+        end = zipfile._EndRecData(fh)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - zipfile says what is wrong when it opens the file
+        return 0
+    if not end:
+        return 0
+    size, offset = end[zipfile._ECD_SIZE], end[zipfile._ECD_OFFSET]  # type: ignore
+    start = end[zipfile._ECD_LOCATION] - size  # type: ignore[attr-defined]
+    if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # type: ignore
+        start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator  # type: ignore
+    if start < 0 or offset < 0:
+        return 0
+    fh.seek(start)
+    count = total = 0
+    while total < size and count <= most:
+        header = fh.read(46)
+        if len(header) < 46 or header[:4] != _CENTRAL:
+            break
+        n, m, k = struct.unpack_from("<3H", header, 28)
+        fh.seek(n + m + k, os.SEEK_CUR)
+        total += 46 + n + m + k
+        count += 1
+    return count
+
+
+def _zip_gap(fd: int, pos: int, at: int) -> str:
+    """Why the zip's entries do not reach byte ``at`` exactly from ``pos``."""
+    if at < pos:
+        return (f"corrupt zip: its entries overlap (byte {at} lies inside the entry before it); "
+                "refused")
+    if os.pread(fd, 4, pos) == _LOCAL:
+        return (f"zip with a hidden entry: a local header at byte {pos} that its central "
+                "directory does not list (zip readers that stream the file extract it); refused")
+    return f"zip with {at - pos} unexplained bytes at byte {pos}, between its entries; refused"
 
 
 def _corrupt(what: str, exc: BaseException) -> str:

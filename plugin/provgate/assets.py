@@ -17,6 +17,9 @@ from dataclasses import dataclass, replace
 
 from wcmatch import glob as wglob
 
+from provgate.archives import HEAD_BYTES, Layout, layout_fd, look
+from provgate.errors import ConfigError
+
 SIDECAR_SUFFIXES = (".xmp", ".c2pa")
 _SMALL = 1 << 20
 _GLOB_FLAGS = wglob.GLOBSTAR | wglob.DOTGLOB | wglob.IGNORECASE | wglob.BRACE
@@ -42,6 +45,9 @@ class Asset:
     # whether the bytes "c2pa"/"C2PA" occur in the file: False only when the whole file was
     # read for its fingerprint and they do not (see credentials.BYTES_SETTLE_C2PA)
     c2pa_marker: bool | None = None
+    # what its own bytes hold (an archive, a zip appended to it: archives.layout), looked at
+    # while it was hashed; None when it was not
+    layout: Layout | None = None
 
     @property
     def relpath(self) -> str:
@@ -52,8 +58,8 @@ class Asset:
         if self.error or self.fingerprint:
             return self
         try:
-            digest, marker = fingerprint_and_marker(self.path, self.size, self.mtime_ns)
-            return replace(self, fingerprint=digest, c2pa_marker=marker)
+            digest, marker, found = fingerprint_and_marker(self.path, self.size, self.mtime_ns)
+            return replace(self, fingerprint=digest, c2pa_marker=marker, layout=found)
         except OSError as exc:
             return replace(self, error=describe_os_error(exc))
         except FileChanged as exc:
@@ -130,9 +136,11 @@ def fingerprint(path: str, size: int | None = None, mtime_ns: int | None = None)
 
 
 def fingerprint_and_marker(path: str, size: int | None = None, mtime_ns: int | None = None
-                           ) -> tuple[str, bool | None]:
+                           ) -> tuple[str, bool | None, Layout]:
     """The fingerprint, and for a small file (read whole anyway) whether a C2PA label occurs
-    in its bytes: a free look that spares c2pa-python files that cannot hold a manifest."""
+    in its bytes: a free look that spares c2pa-python files that cannot hold a manifest; and
+    what the file's bytes hold (archives.layout: from the bytes in memory for a small file,
+    else its first 512 and last 64 KiB just hashed, without opening it again)."""
     marker = None
     with open(path, "rb") as fh:
         st = os.fstat(fh.fileno())
@@ -140,12 +148,14 @@ def fingerprint_and_marker(path: str, size: int | None = None, mtime_ns: int | N
             data = fh.read()
             digest = hashlib.sha256(data).hexdigest()
             marker = b"c2pa" in data or b"C2PA" in data
+            found = look(data[:HEAD_BYTES], data)
         else:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            found = layout_fd(fh.fileno())
         st = os.fstat(fh.fileno())
     if size is not None and (st.st_size != size or st.st_mtime_ns != mtime_ns):
         raise FileChanged("changed while being read: still being written?")
-    return "sha256:" + digest, marker
+    return "sha256:" + digest, marker, found
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -214,26 +224,27 @@ class Filter:
 
 def discover(paths: Sequence[str], include: Sequence[str] = (), exclude: Sequence[str] = (),
              skip_hidden: bool = True, root: str | None = None,
-             prune: Sequence[str] = ()) -> Iterator[Asset]:
+             seen: set[str] | None = None) -> Iterator[Asset]:
     """Every file under ``paths`` (files or folders), in a stable order.
 
     ``include``/``exclude`` are globs on the path relative to its root; hidden files and
     transfer partials are the policy's default excludes. Files they leave out are still
     yielded, marked ``skipped``. ``root`` (the watched root) replaces each given folder as the
     root its files are judged under. A given folder that is a symlink is walked (the user
-    named it); links inside it are not followed. Folders in ``prune`` (provgate's own
-    quarantine) are never entered.
+    named it); links inside it are not followed. ``seen`` collects the path of every file
+    the walk listed, sidecars included (a check compares it with the tree afterwards).
     """
     filt = Filter(include, exclude, skip_hidden)
-    pruned = frozenset(os.path.abspath(p) for p in prune)
     named: set[str] = set()  # files named one by one: each judged once
     for given in paths:
         top = os.path.abspath(given)
         if os.path.isdir(top):
-            yield from _walk(top, filt, root or top, pruned)
+            yield from _walk(top, filt, root or top, seen)
             continue
         # a real sidecar named on its own (a --from list of every file) stands for its media
         for path in media_of(top) or [top]:
+            if seen is not None:
+                seen.add(path)
             if path not in named:
                 named.add(path)
                 yield (stat_asset(path, root or os.path.dirname(path)) if os.path.lexists(path)
@@ -259,14 +270,14 @@ def anywhere(pattern: str) -> str:
     return pattern if "/" in pattern else f"**/{pattern}"
 
 
-def _walk(top: str, filt: Filter, root: str, pruned: frozenset[str]) -> Iterator[Asset]:
+def _walk(top: str, filt: Filter, root: str, seen: set[str] | None) -> Iterator[Asset]:
     errors: list[OSError] = []
-    for dirpath, dirnames, filenames in os.walk(top, onerror=errors.append):
+    for dirpath, dirnames, filenames in walk_tree(top, errors.append):
         while errors:
             exc = errors.pop()
             yield Asset(exc.filename or dirpath, root,
                         error=f"folder not scanned: {describe_os_error(exc)}")
-        dirnames[:] = sorted(d for d in dirnames if os.path.join(dirpath, d) not in pruned)
+        dirnames.sort()
         bases = _media_bases(filenames)
         # a symlink to a folder is listed in dirnames and never walked: report it
         for d in list(dirnames):
@@ -275,14 +286,82 @@ def _walk(top: str, filt: Filter, root: str, pruned: frozenset[str]) -> Iterator
                 yield Asset(os.path.join(dirpath, d), root,
                             error="symlink to a folder: not followed")
         for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if seen is not None:
+                seen.add(path)
             if _is_sidecar(name, bases, dirpath):
                 continue
-            path = os.path.join(dirpath, name)
             why = filt.reason(relative(path, root))
             yield Asset(path, root, skipped=why) if why else stat_asset(path, root)
     while errors:
         exc = errors.pop()
         yield Asset(exc.filename or root, root, error=f"folder not scanned: {describe_os_error(exc)}")
+
+
+def walk_tree(top: str, onerror: Callable[[OSError], None] | None = None
+              ) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk`` top-down without following links, but with a stack instead of recursion:
+    a delivery nested a thousand folders deep is walked, not a RecursionError. Names the
+    caller removes from the yielded folder list are not entered."""
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as exc:
+            if onerror is not None:
+                onerror(exc)
+            continue
+        dirs, files = [], []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(entry.name)
+        yield folder, dirs, files
+        stack.extend(os.path.join(folder, d) for d in reversed(dirs)
+                     if not os.path.islink(os.path.join(folder, d)))
+
+
+def read_path_list(data: bytes, nul: bool = False) -> list[str]:
+    """The paths of a ``--from`` list: one a line, or NUL-separated (``find -print0``). Names
+    are bytes on disk: they are decoded as the filesystem does, never refused for not being
+    UTF-8. A list that mixes the two separators is refused: it is not what it seems."""
+    if not nul and b"\0" in data:
+        raise ConfigError("the --from list holds NUL bytes: for `find -print0` lists use "
+                          "--from0")
+    items = data.split(b"\0") if nul else [line.removesuffix(b"\r")
+                                           for line in data.split(b"\n")]
+    return [os.fsdecode(item) for item in items if item.strip()]
+
+
+def line_break_names(paths: Iterable[str]) -> list[str]:
+    """Files whose name holds a line break, in the folders of ``paths``: a one-a-line list
+    cannot name them (``plate.jpg<LF>`` reads as ``plate.jpg``), so it cannot be trusted."""
+    out = []
+    for folder in {os.path.dirname(os.path.abspath(p)) for p in paths}:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        out += [os.path.join(folder, n) for n in names if "\n" in n or "\r" in n]
+    return out
+
+
+def listed_files(paths: Sequence[str]) -> set[str]:
+    """The path of every file under ``paths`` now (names only, links not followed)."""
+    out: set[str] = set()
+    for given in paths:
+        top = os.path.abspath(given)
+        if not os.path.isdir(top):
+            if os.path.lexists(top):
+                out.add(top)
+            continue
+        for folder, _dirs, files in walk_tree(top):
+            out.update(os.path.join(folder, f) for f in files)
+    return out
 
 
 def _media_bases(names: list[str]) -> set[str]:

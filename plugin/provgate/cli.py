@@ -19,7 +19,8 @@ from typing import Any
 import click
 
 from provgate import __version__, actions, credentials, timeline
-from provgate.assets import fingerprint, missing
+from provgate.assets import (fingerprint, line_break_names, listed_files, missing,
+                             read_path_list)
 from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, EXIT_USAGE, ProvgateError
 from provgate.ledger import Ledger
 from provgate.notify import setup_logging
@@ -98,10 +99,12 @@ def _options(policy_path: str | None, **kw: Any) -> Options:
 
 def _run(paths: Iterable[str], opts: Options, fmt: str | None,
          enrich: Callable[[Iterable[Record]], Iterable[Record]] = iter,
-         extra: Callable[[Session], Iterable[Record]] = lambda _s: ()) -> list[Brief]:
+         extra: Callable[[Session], Iterable[Record]] = lambda _s: (),
+         walked: set[str] | None = None) -> list[Brief]:
     """Gate the paths, printing each record as it comes (memory stays flat on 20,000 files);
     returns what the summary and the exit code need. ``enrich`` adds to each record;
-    ``extra`` records (a timeline's missing media) are printed after the gate's."""
+    ``extra`` records (a timeline's missing media) are printed after the gate's; ``walked``
+    receives every file the walk listed."""
     briefs: list[Brief] = []
     show_progress = sys.stderr.isatty() and fmt is not None
     printer = Printer(fmt)
@@ -113,6 +116,8 @@ def _run(paths: Iterable[str], opts: Options, fmt: str | None,
         for rec in itertools.chain(enrich(records), extra(session)):
             printer.emit(rec.to_json())
             briefs.append(rec.brief())
+        if walked is not None:
+            walked.update(session.walked)
     if show_progress:
         click.echo("\r\033[K", nl=False, err=True)
     printer.finish()
@@ -145,8 +150,10 @@ def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--from", "from_file", type=click.File("r"), metavar="FILE",
+@click.option("--from", "from_file", type=click.File("rb"), metavar="FILE",
               help="Read paths from FILE, one a line ('-' for stdin).")
+@click.option("--from0", "from0_file", type=click.File("rb"), metavar="FILE",
+              help="Read NUL-separated paths from FILE (find -print0; '-' for stdin).")
 @click.option("--timeline", "timelines", multiple=True, type=click.Path(dir_okay=False),
               metavar="CUT", help="Gate the media an editorial timeline uses (OTIO; EDL, FCP "
               "XML, AAF with their OTIO adapters). Zone defaults to final.")
@@ -156,7 +163,7 @@ def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger:
               help="Pass a delivery with no media files (by default it fails).")
 @gate_options
 @guarded
-def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
+def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tuple[str, ...],
           media_roots: tuple[str, ...], allow_empty: bool, policy_path: str | None,
           ledger: str | None,
           zone: str | None, mode: str | None, quarantine: str | None, fmt: str | None,
@@ -164,7 +171,7 @@ def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
           processes: int | None, timeout: float, exiftool: str | None, verbose: bool) -> None:
     """Pre-delivery gate: exit 0 if every file may go, 1 if any is held or blocked."""
     setup_logging(verbose)
-    listed = [line.rstrip("\n") for line in from_file if line.strip()] if from_file else []
+    listed = _listed(from_file, from0_file)
     if not paths and not listed and not timelines:
         raise click.UsageError("give PATHS, --from FILE or --timeline CUT")
     gone = missing([*paths, *listed])
@@ -184,15 +191,25 @@ def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
         click.echo(f"provgate: warning: {opts.policy.source} defines no zones: every file is "
                    f"in zone {opts.policy.default_zone!r} and nothing is gated as a final "
                    "deliverable (add [zones.final] or pass --zone final)", err=True)
+    for warning in opts.policy.warnings:
+        click.echo(f"provgate: warning: {warning}", err=True)
     given = [*paths, *listed]
     inputs = [*given, *timeline.files(clips, covered=given)]
+    walked: set[str] = set()
     if clips:
         records = _run(inputs, opts, fmt, lambda recs: timeline.attach(recs, clips),
                        lambda session: timeline.problem_records(clips, session,
-                                                                zone or "final"))
+                                                                zone or "final"), walked)
     else:
-        records = _run(inputs, opts, fmt)
+        records = _run(inputs, opts, fmt, walked=walked)
     code = gate_exit_code(records)
+    appeared = sorted(listed_files(given) - walked)
+    if appeared:  # a transfer still running, or a file slipped in behind the walk
+        click.echo(f"provgate: the delivery changed during the check: {len(appeared)} file(s) "
+                   f"appeared ({', '.join(map(display_path, appeared[:3]))}"
+                   f"{', ...' if len(appeared) > 3 else ''}); check again once it is complete",
+                   err=True)
+        code = EXIT_GATE_FAILED
     held = [r for r in records if r.held]
     for r in held:
         click.echo(f"HELD {r.action}: {display_path(r.path)}: {r.reason}", err=True)
@@ -212,6 +229,19 @@ def check(paths: tuple[str, ...], from_file: Any, timelines: tuple[str, ...],
     verdict = "FAILED" if code else "passed"
     click.echo(f"{summary_line(records)}; gate {verdict}", err=True)
     sys.exit(code)
+
+
+def _listed(from_file: Any, from0_file: Any) -> list[str]:
+    """The paths of --from/--from0 lists; a one-a-line list is refused when a file beside a
+    listed one has a line break in its name (the list cannot have named it truly)."""
+    listed = read_path_list(from_file.read()) if from_file else []
+    broken = line_break_names(listed)
+    if broken:
+        raise click.UsageError(
+            f"{len(broken)} file(s) beside the listed ones have a line break in their name "
+            f"({display_path(broken[0])}): a one-a-line list cannot name them; use --from0 "
+            "with find -print0")
+    return listed + (read_path_list(from0_file.read(), nul=True) if from0_file else [])
 
 
 def clear_command(rec: Brief, policy_path: str | None, ledger: str | None) -> str:
@@ -720,16 +750,56 @@ def ledger_export(fmt: str, since: str | None, policy_path: str | None,
 
 
 @ledger.command("verify")
+@click.option("--checkpoint", "checkpoint_file", metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False),
+              help="Also fail when a row this checkpoint (`provgate ledger checkpoint`) "
+                   "covers is missing or changed: truncation, rollback, a rewritten chain.")
 @policy_option
 @guarded
-def ledger_verify(policy_path: str | None, ledger: str | None) -> None:
-    """Walk the hash chain; exit 1 naming the first broken row."""
+def ledger_verify(checkpoint_file: str | None, policy_path: str | None,
+                  ledger: str | None) -> None:
+    """Check every chain (links, hashes, seals) and its row count against its sealed head,
+    and approvals and moves against their update log; exit 1 naming the first problem."""
+    doc = None
+    if checkpoint_file:
+        try:
+            doc = json.loads(Path(checkpoint_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise _usage_error(f"cannot read the checkpoint {checkpoint_file}: {exc}") from exc
     with _open_ro(policy_path, ledger) as led:
         count, bad, message = led.verify()
+        late = led.check_checkpoint(doc) if doc is not None else None
     if bad is not None:
         click.echo(f"ledger BROKEN: {message}", err=True)
         sys.exit(EXIT_GATE_FAILED)
-    click.echo(f"ledger ok: {message}")
+    if late:
+        click.echo(f"ledger BROKEN against the checkpoint {checkpoint_file}: {late}", err=True)
+        sys.exit(EXIT_GATE_FAILED)
+    click.echo(f"ledger ok: {message}"
+               + (f"; every row of the checkpoint of {doc['time']} is here, unchanged"
+                  if doc is not None else ""))
+
+
+@ledger.command("checkpoint")
+@policy_option
+@guarded
+def ledger_checkpoint(policy_path: str | None, ledger: str | None) -> None:
+    """Print the head and row count of every chain as JSON signed with the seal key. Keep it
+    elsewhere (another host, a ticket); `ledger verify --checkpoint FILE` then finds a row
+    that existed then and is missing or changed now. Exit 1 if the ledger does not verify."""
+    from provgate.errors import LedgerError
+
+    with _open_ro(policy_path, ledger) as led:
+        count, bad, message = led.verify()
+        if bad is not None:
+            click.echo(f"ledger BROKEN: {message} (no checkpoint made)", err=True)
+            sys.exit(EXIT_GATE_FAILED)
+        try:
+            doc = led.checkpoint()
+        except LedgerError as exc:
+            click.echo(f"ledger BROKEN: {exc}", err=True)
+            sys.exit(EXIT_GATE_FAILED)
+    click.echo(json.dumps(doc, indent=2))
 
 
 @main.command()

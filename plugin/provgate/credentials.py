@@ -19,6 +19,7 @@ from typing import Any
 
 from provgate.probe import Metadata
 from provgate.signals import Catalogue, Signal
+from provgate.vocabulary import AI_KINDS
 
 
 def c2pa_state_from_metadata(meta: Metadata) -> str:
@@ -79,6 +80,11 @@ TRUST_CODES = frozenset({"signingCredential.untrusted", "signingCredential.inval
                          "cawg.x509.credential.untrusted"})
 _IN_MEMORY = 1 << 20
 _AI_TO_INGREDIENT = {"parentOf": None, "componentOf": "ai_composite", "inputTo": "ai_composite"}
+_EDIT_AGENT = "CBOR:EditActionsSoftwareAgent"  # pseudo tag: the agents of actions that edit
+# assertions that are bindings, signatures or pictures, never a generation record
+_NOT_RECORDS = ("c2pa.hash", "c2pa.thumbnail", "c2pa.ingredient", "c2pa.soft-binding",
+                "c2pa.cloud-data", "c2pa.time-stamp", "c2pa.certificate-status", "cawg.identity",
+                "c2pa.actions")
 
 
 @dataclass(frozen=True)
@@ -225,7 +231,7 @@ class CredentialChecker:
             state = "valid_trusted"
         else:
             state = "valid_untrusted"
-        signals = list(self._manifest_signals(manifests, active, "active manifest", set()))
+        signals = self._manifest_signals(manifests, active, "active manifest", set())
         details = {
             "validation_state": vstate,
             "codes": codes,
@@ -241,13 +247,19 @@ class CredentialChecker:
             return []
         seen.add(label)
         man = manifests[label]
-        meta = Metadata(where, _pseudo_tags(man))
-        found = [replace(s, tag=f"{where}: {s.tag}") for s in self.catalogue.match(meta, "c2pa")]
+        c2pa = self.catalogue.doc.get("c2pa", {})
+        meta = Metadata(where, _pseudo_tags(man, frozenset(c2pa.get("created", ["c2pa.created"]))))
+        own = [_edited_by_generator(replace(s, tag=f"{where}: {s.tag}"))
+               for s in self.catalogue.match(meta, "c2pa")]
+        own += [replace(s, tag=f"{where}: {s.tag}") for s in self._assertion_records(man)]
+        found = list(own)
+        parents: list[tuple[dict[str, Any], list[Signal]]] = []
         for ing in man.get("ingredients", []):
             rel = ing.get("relationship", "componentOf")
             title = ing.get("title", "?")
             sub = self._manifest_signals(manifests, ing.get("active_manifest"),
                                          f"ingredient '{title}' ({rel})", seen)
+            parents.append((ing, sub))
             for s in sub:
                 if s.kind == "human":
                     continue  # a human ingredient says nothing about the whole
@@ -255,7 +267,56 @@ class CredentialChecker:
                     s = replace(s, kind=_AI_TO_INGREDIENT[rel],
                                 meaning=f"generated ingredient placed in this file: {s.meaning}")
                 found.append(s)
+        if where == "active manifest":
+            capture = self._capture_parent(man, own, parents, manifests, c2pa)
+            if capture is not None:
+                found.append(capture)
         return found
+
+    def _assertion_records(self, man: dict[str, Any]) -> list[Signal]:
+        """Generation records in the manifest's own assertions and action parameters (a
+        vendor assertion holding a prompt and model settings), by the catalogue's shapes."""
+        found: list[Signal] = []
+        for a in man.get("assertions", [])[:64]:
+            label = str(a.get("label", ""))
+            if label.startswith(_NOT_RECORDS):
+                continue
+            found += self.catalogue.match_object(a.get("data"), f"C2PA:{label}", "c2pa")
+        for i, act in enumerate(_actions(man)[:32]):
+            params = act.get("parameters")
+            if isinstance(params, dict) and params:
+                found += self.catalogue.match_object(
+                    params, f"C2PA:{act.get('action', 'action')}.parameters[{i}]", "c2pa")
+        return found
+
+    def _capture_parent(self, man: dict[str, Any], own: list[Signal],
+                        parents: list[tuple[dict[str, Any], list[Signal]]],
+                        manifests: dict[str, Any], c2pa: dict[str, Any]) -> Signal | None:
+        """``human`` for a file whose only ingredient is its parent, a signed capture (its
+        manifest declares a capture source type and holds no AI claim), and whose own actions
+        are all non-generative (open, transcode, trim, republish), with no source type of its
+        own and no generator named: provenance says people captured what it shows."""
+        if len(parents) != 1 or parents[0][0].get("relationship") != "parentOf":
+            return None
+        if any(s.kind in AI_KINDS or s.marker == "digital-source-type" for s in own):
+            return None  # its own declaration (or a generator it names) decides
+        allowed = set(c2pa.get("non_generative", ()))
+        actions = [str(a.get("action")) for a in _actions(man)]
+        if not actions or any(a not in allowed for a in actions):
+            return None
+        ing, sub = parents[0]
+        parent = manifests.get(ing.get("active_manifest") or "")
+        if parent is None or any(s.kind in AI_KINDS for s in sub):
+            return None
+        codes = [hit[0] for a in _actions(parent)
+                 if (hit := self.catalogue.source_type(str(a.get("digitalSourceType") or "")))]
+        captured = [c for c in codes if c in set(c2pa.get("capture_codes", ()))]
+        if not captured or len(captured) != len(codes):
+            return None
+        return Signal("human", f"its only parent is a signed capture ({captured[0]}) and its own "
+                      f"actions are non-generative ({', '.join(dict.fromkeys(actions))})",
+                      "c2pa", f"active manifest: parent ingredient '{ing.get('title', '?')}'",
+                      ", ".join(actions), "capture-parent")
 
 
 # ExifTool 12.57 decodes JUMBF in these containers (SIGNALS.md 3.3): when it saw no JUMBF, no
@@ -304,14 +365,27 @@ def _agent(action: dict[str, Any]) -> str | None:
     return agent
 
 
-def _pseudo_tags(man: dict[str, Any]) -> dict[str, Any]:
-    """A manifest as the ExifTool tag names the catalogue knows, so one catalogue serves both."""
+def _edited_by_generator(s: Signal) -> Signal:
+    """A generator named as the software agent of an action other than creating the file
+    edited it: generated parts in a file it did not make."""
+    if s.kind == "ai_generated" and s.tag.endswith(_EDIT_AGENT):
+        return replace(s, kind="ai_composite",
+                       meaning=f"a generator ({s.value}) named as the software agent of an edit, "
+                               "not of the file's creation: generated parts in it")
+    return s
+
+
+def _pseudo_tags(man: dict[str, Any], created: frozenset[str]) -> dict[str, Any]:
+    """A manifest as the ExifTool tag names the catalogue knows, so one catalogue serves both.
+    The agents of the actions that create the file and of those that edit it are kept apart."""
     acts = _actions(man)
     dst = [a.get("digitalSourceType") for a in acts]
     dst += [(a.get("parameters") or {}).get("com.adobe.digitalSourceType") for a in acts]
     tags: dict[str, Any] = {
         "CBOR:ActionsDigitalSourceType": [d for d in dst if d],
-        "CBOR:ActionsSoftwareAgent": [g for g in map(_agent, acts) if g],
+        "CBOR:ActionsSoftwareAgent": [g for a in acts if a.get("action") in created
+                                      and (g := _agent(a))],
+        _EDIT_AGENT: [g for a in acts if a.get("action") not in created and (g := _agent(a))],
         "CBOR:ActionsDescription": [a.get("description") for a in acts if a.get("description")],
         "CBOR:ActionsParametersDescription": [(a.get("parameters") or {}).get("description")
                                               for a in acts

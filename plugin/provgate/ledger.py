@@ -1,29 +1,54 @@
-"""Ledger: the append-only, hash-chained SQLite record. The only module that touches SQLite.
+"""Ledger: the append-only, hash-chained and sealed SQLite record. The only module that touches
+SQLite.
 
 Tables (readable with any SQLite tool or datasette):
-- ``decisions``: one row per decision, never updated or deleted (triggers refuse it); each row
-  stores the previous row's hash and its own, over a canonical JSON of its fields;
+- ``decisions``, ``events`` (departures), ``approvals``, ``quarantine`` (moves) and ``updates``
+  (the log of every change to an approval or a move: a revocation, a move's new state) are
+  chains: each row stores the previous row's hash and its own, over a canonical JSON of its
+  chained fields, and a seal, an HMAC of its hash with a key kept outside the ledger file;
+- ``heads``: the sealed head of every chain (its row count and last hash), written in the
+  same transaction as the rows, so removing the last rows (or all of them, or a table) shows;
+- ``seal``: which key seals the ledger (its id, never the key), since when, and the rows that
+  were only chained before (a ledger made before sealing is sealed from its state then);
 - ``files``: path, size, mtime_ns, ctime_ns, inode -> fingerprint and verdict, so a rescan skips
-  unchanged files;
-- ``approvals``: written approvals; ``quarantine``: moves and restores with their state.
+  unchanged files. An index, never evidence: each row is sealed, and it is trusted only when
+  the decision row it points to verifies and holds the same fingerprint and verdict.
+
+The model is systemd-journald's sealing and Certificate Transparency's signed heads:
+``checkpoint()`` gives the heads of every chain signed with the key, to keep elsewhere, and
+``check_checkpoint()`` finds a row that existed then and is missing or changed now.
+Every write is one ``BEGIN IMMEDIATE`` transaction retried on ``database is locked`` within a
+deadline, so a daemon and CLI processes can share one ledger.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import hmac
 import json
+import logging
+import os
+import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+import stat
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import platformdirs
 import sqlite_utils
 
-from provgate import data
+from provgate import data, safefs
 from provgate.errors import ConfigError, LedgerError
 from provgate.policy import Approval
+
+log = logging.getLogger("provgate")
+T = TypeVar("T")
 
 GENESIS = "0" * 64
 # the fields the hash covers, in the order they are stored
@@ -31,24 +56,84 @@ CHAINED = ("id", "time", "path", "root", "fingerprint", "size", "kind", "c2pa", 
            "error", "zone", "rule", "action", "reason", "mode", "approval_id", "approval_ref",
            "policy_digest", "trust_digest", "tools", "actor", "user", "prev_hash")
 _JSON_FIELDS = ("evidence", "tools")
-_DECISION_COLUMNS = (*CHAINED, "hash")
-_INSERT_DECISION = (f"INSERT INTO decisions ({', '.join(_DECISION_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' * len(_DECISION_COLUMNS))})")
-_FILE_COLUMNS = ("path", "size", "mtime_ns", "ctime_ns", "inode", "fingerprint", "catalogue",
-                 "trust", "verdict", "decision_id", "decision_key", "seen")
-_UPSERT_FILE = (f"INSERT OR REPLACE INTO files ({', '.join(_FILE_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_FILE_COLUMNS))})")
 # files that left a watched tree: their own chain, verified with the decisions'
 EVENT_CHAINED = ("id", "time", "event", "path", "dest", "fingerprint", "decision_id", "actor",
                  "user", "prev_hash")
+# an approval as given; its revocation is an ``updates`` row
+APPROVAL_CHAINED = ("id", "ref", "approver", "fingerprint", "glob", "path", "expires", "note",
+                    "created", "prev_hash")
+# a quarantine move as planned; its state, errors and late sidecars are ``updates`` rows
+MOVE_CHAINED = ("id", "decision_id", "original_path", "quarantined_path", "receipt_path",
+                "fingerprint", "size", "created", "user", "prev_hash")
+# one change to a row of a table with state: the new values of the columns it changed
+UPDATE_CHAINED = ("id", "time", "tbl", "row_id", "fields", "user", "prev_hash")
+_FILE_COLUMNS = ("path", "size", "mtime_ns", "ctime_ns", "inode", "fingerprint", "catalogue",
+                 "trust", "verdict", "decision_id", "decision_key", "seen")
+_UPSERT_FILE = (f"INSERT OR REPLACE INTO files ({', '.join(_FILE_COLUMNS)}, seal) "
+                f"VALUES ({', '.join('?' * (len(_FILE_COLUMNS) + 1))})")
+
+KEY_ENV = "PROVGATE_SEAL_KEY"
+KEY_SUFFIX = ".key"
+SEAL_VERSION = 1
+LOCK_DEADLINE = 60.0  # seconds a write keeps retrying "database is locked"
+_BUSY_MS = 10_000     # SQLite's own wait inside each try
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A chained, sealed table: the fields its hash covers (ending with ``prev_hash``), the
+    noun its rows are named by, and the columns whose changes go through ``updates``."""
+
+    table: str
+    fields: tuple[str, ...]
+    noun: str
+    mutable: tuple[str, ...] = ()
+    columns: dict[str, str] = field(default_factory=dict)  # every column, with its type
+
+
+def _cols(fields: tuple[str, ...], ints: set[str], extra: dict[str, str] | None = None
+          ) -> dict[str, str]:
+    cols = {f: "INTEGER" if f in ints else "TEXT" for f in fields}
+    cols.update(hash="TEXT", seal="TEXT")
+    cols.update(extra or {})
+    return cols
+
+
+# Every chain, in the order ``verify`` walks them. A new one (deliveries) is one entry here:
+# its table and head are added at the next open, and ``verify``/``checkpoint`` cover it.
+CHAINS: dict[str, Chain] = {c.table: c for c in (
+    Chain("decisions", CHAINED, "row",
+          columns=_cols(CHAINED, {"id", "size", "approval_id"})),
+    Chain("events", EVENT_CHAINED, "event", columns=_cols(EVENT_CHAINED, {"id", "decision_id"})),
+    Chain("approvals", APPROVAL_CHAINED, "approval", ("revoked", "revoked_by"),
+          _cols(APPROVAL_CHAINED, {"id"}, {"revoked": "TEXT", "revoked_by": "TEXT"})),
+    Chain("quarantine", MOVE_CHAINED, "move", ("state", "updated", "error", "sidecars"),
+          _cols(MOVE_CHAINED, {"id", "decision_id", "size"},
+                {"state": "TEXT", "updated": "TEXT", "error": "TEXT", "sidecars": "TEXT"})),
+    Chain("updates", UPDATE_CHAINED, "update", columns=_cols(UPDATE_CHAINED, {"id", "row_id"})),
+)}
+_INDEXES = {"decisions": (("path",), ("fingerprint",)), "events": (("path",),),
+            "updates": (("tbl", "row_id"),), "quarantine": (("state",),)}
+_FILES_COLUMNS = {"path": "TEXT PRIMARY KEY", "size": "INTEGER", "mtime_ns": "INTEGER",
+                  "ctime_ns": "INTEGER", "inode": "INTEGER", "fingerprint": "TEXT",
+                  "catalogue": "TEXT", "trust": "TEXT", "verdict": "TEXT",
+                  "decision_id": "INTEGER", "decision_key": "TEXT", "seen": "TEXT",
+                  "seal": "TEXT"}
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+# data.canonical_json's encoder, made once (json.dumps builds one per call)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              default=str)
+
+
 def row_hash(row: dict[str, Any], fields: tuple[str, ...] = CHAINED) -> str:
-    return hashlib.sha256(data.canonical_json({k: row.get(k) for k in fields}).encode()).hexdigest()
+    """sha256 of the canonical JSON (``data.canonical_json``) of ``fields`` of ``row``."""
+    return hashlib.sha256(_CANONICAL.encode({k: row.get(k) for k in fields}).encode()
+                          ).hexdigest()
 
 
 def check_folder(path: Path) -> Path:
@@ -62,21 +147,177 @@ def check_folder(path: Path) -> Path:
     return folder
 
 
-class Ledger:
-    """One ledger file; safe to share between a daemon and CLI processes (WAL, busy timeout)."""
+# -- the seal key ----------------------------------------------------------------------------
 
-    def __init__(self, path: str | Path, readonly: bool = False, scratch: bool = False) -> None:
+def key_path_for(ledger: str | os.PathLike[str], given: str | os.PathLike[str] | None = None
+                 ) -> Path:
+    """Where the seal key of ``ledger`` is: ``given`` (a caller's, e.g. a policy's
+    ``seal_key``), else ``PROVGATE_SEAL_KEY``, else beside the ledger as ``LEDGER.key``."""
+    chosen = given or os.environ.get(KEY_ENV)
+    if chosen:
+        return Path(os.path.abspath(os.path.expanduser(os.fspath(chosen))))
+    return Path(os.fspath(ledger) + KEY_SUFFIX)
+
+
+class SealKey:
+    """The HMAC-SHA256 key that seals a ledger. Never stored in the ledger: only its id."""
+
+    def __init__(self, secret: bytes, path: Path | None = None, created: bool = False) -> None:
+        self._secret = secret
+        self.path = path
+        self.created = created  # made by this process, just now
+        self.id = hmac.new(secret, b"provgate seal key id", hashlib.sha256).hexdigest()[:16]
+
+    def seal(self, *parts: str) -> str:
+        """HMAC-SHA256 over the parts joined by US (0x1f), in hex."""
+        return hmac.digest(self._secret, "\x1f".join(parts).encode("utf-8", "surrogatepass"),
+                           "sha256").hex()
+
+    def check(self, mac: str | None, *parts: str) -> bool:
+        return bool(mac) and hmac.compare_digest(str(mac), self.seal(*parts))
+
+    @classmethod
+    def ephemeral(cls) -> SealKey:
+        """For a ledger in memory (a dry run without a ledger file): nothing is kept."""
+        return cls(secrets.token_bytes(32))
+
+    @classmethod
+    def load(cls, path: Path, create: bool, roots: Iterable[str] = ()) -> SealKey | None:
+        """The key at ``path``; created (0600, exclusively, never through a link) when it
+        does not exist and ``create``; None when it does not exist and not ``create``."""
+        for root in roots:
+            top = os.path.realpath(root).rstrip(os.sep) + os.sep
+            if os.path.realpath(path).startswith(top) or os.path.abspath(path).startswith(
+                    os.path.abspath(root).rstrip(os.sep) + os.sep):
+                raise ConfigError(f"the seal key {path} is inside the scanned root {root}: keep "
+                                  f"it outside every scanned tree (set {KEY_ENV})")
+        if create and not os.path.lexists(path):
+            if not path.parent.is_dir():
+                raise LedgerError(f"the seal key's folder {path.parent} does not exist: create "
+                                  f"it, or point {KEY_ENV} elsewhere")
+            secret = secrets.token_bytes(32)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                pass  # another process made it just now: read theirs
+            except OSError as exc:
+                raise LedgerError(f"cannot create the seal key {path}: "
+                                  f"{exc.strerror or exc}") from exc
+            else:
+                try:
+                    os.fchmod(fd, 0o600)
+                    os.write(fd, secret.hex().encode() + b"\n")
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                _fsync_folder(path.parent)
+                log.info("created the seal key %s", path)
+                return cls(secret, path, created=True)
+        return cls._read(path)
+
+    @classmethod
+    def _read(cls, path: Path) -> SealKey | None:
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                why = ("it is a symbolic link" if exc.errno == errno.ELOOP  # O_NOFOLLOW
+                       else exc.strerror or str(exc))
+                raise LedgerError(f"cannot read the seal key {path}: {why}") from exc
+            try:
+                st = os.fstat(fd)
+                text = os.read(fd, 256)
+            finally:
+                os.close(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise LedgerError(f"the seal key {path} is not a regular file")
+            if st.st_mode & 0o026:
+                raise LedgerError(
+                    f"the seal key {path} is open to others (mode {stat.filemode(st.st_mode)}): "
+                    f"whoever can write or read it can forge the ledger; chmod 600 it (640 for "
+                    f"a group that runs approve)")
+            try:
+                secret = bytes.fromhex(text.decode("ascii").strip())
+            except (UnicodeDecodeError, ValueError):
+                secret = b""
+            if len(secret) >= 32:
+                return cls(secret, path)
+            if time.monotonic() > deadline:  # not one being written this instant
+                raise LedgerError(f"the seal key {path} is not a provgate key (64 hex digits)")
+            time.sleep(0.02)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- verification results --------------------------------------------------------------------
+
+@dataclass
+class Verification:
+    """What ``Ledger.check`` found: the rows of every chain, and the first problem."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    heads: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None
+    bad: int | None = None          # the first broken row's id (0 when none is named)
+    sealed: bool = False
+    key_id: str | None = None
+    since: str | None = None        # when sealing began
+    chained_only: dict[str, int] = field(default_factory=dict)
+    cache_unverified: int = 0
+
+    def fail(self, message: str, bad: int | None = 0) -> Verification:
+        if self.problem is None:
+            self.problem, self.bad = message, bad if bad is not None else 0
+        return self
+
+
+class Ledger:
+    """One ledger file; safe to share between a daemon and CLI processes (WAL, busy timeout,
+    every write retried on "database is locked" within ``lock_deadline`` seconds)."""
+
+    def __init__(self, path: str | Path, readonly: bool = False, scratch: bool = False,
+                 seal_key: str | os.PathLike[str] | None = None,
+                 roots: Iterable[str] = ()) -> None:
         """Open (or create) the ledger at ``path``. Only the default folder (the user data
         folder) is ever created: a ledger named in a folder that does not exist is a mistake
         (a typo would start a new, empty ledger), refused with exit 2. ``scratch`` is for a
         dry run: an existing ledger is opened read-only, a missing one is an empty ledger in
-        memory, so nothing is written and no file or folder is created."""
+        memory, so nothing is written and no file or folder is created.
+
+        ``seal_key`` is where its key is (default: ``PROVGATE_SEAL_KEY``, else ``PATH.key``),
+        created at the first writable open; ``roots`` are the scanned trees it must not be in.
+        A ledger written before sealing is sealed from its current state at that open."""
         import urllib.parse
 
         self.path = Path(path)
+        self.lock_deadline = LOCK_DEADLINE
         folder = check_folder(self.path)
         memory = scratch and not self.path.exists()
         readonly = readonly or (scratch and not memory)
+        self.readonly = readonly
+        self.key_path = None if memory else key_path_for(self.path, seal_key)
+        self.key: SealKey | None = None
+        self._meta_ok = False
+        self._warned: set[tuple[str, int]] = set()
+        if not readonly and not memory and self.path.exists() and not os.access(self.path,
+                                                                                os.W_OK):
+            raise LedgerError(f"cannot write the ledger {self.path}: attempt to write a "
+                              "readonly database (the file is read-only for this user)")
         try:
             if readonly:
                 if not self.path.is_file():
@@ -90,16 +331,23 @@ class Ledger:
             elif memory:
                 conn = sqlite3.connect(":memory:")
             else:
-                folder.mkdir(parents=True, exist_ok=True)  # the default folder only
-                conn = sqlite3.connect(str(self.path), timeout=30)
+                # created 0600 with no link followed (safefs), the default folder 0700 only
+                safefs.create_private_file(folder / self.path.name, parents=True)
+                conn = sqlite3.connect(str(self.path), timeout=_BUSY_MS / 1000)
             self.db = sqlite_utils.Database(conn)
-            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
             if not readonly:
                 _retry_locked(lambda: self.db.execute("PRAGMA journal_mode = WAL"))
                 self.db.execute("PRAGMA synchronous = NORMAL")
-                _retry_locked(self._create)
+                self.key = (SealKey.ephemeral() if memory else
+                            SealKey.load(self.key_path, create=True, roots=roots))
+                self._ensure()
             else:
-                self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                _retry_locked(lambda: self.db.execute(
+                    "SELECT count(*) FROM sqlite_master").fetchone())
+                assert self.key_path is not None
+                self.key = SealKey.load(self.key_path, create=False, roots=roots)
+                self._meta_ok = self._meta_valid()
         except (sqlite3.DatabaseError, OSError) as exc:
             raise LedgerError(f"cannot open the ledger {self.path}: {exc} "
                               "(is it a provgate ledger, writable, on a local disk?)") from exc
@@ -113,70 +361,300 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _create(self) -> None:
-        db = self.db
-        if {"decisions", "files", "approvals", "quarantine", "events"} <= set(db.table_names()):
-            self._migrate()
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction: every SELECT inside sees the same state, so a head and the
+        rows it covers are read together while another process appends."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
             return
-        db.execute("BEGIN IMMEDIATE")  # two processes creating at once: one waits
+        _retry_locked(lambda: conn.execute("BEGIN"))
         try:
-            self._create_tables()
-        except BaseException:
-            db.rollback()
-            raise
-        db.commit()
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
 
-    def _create_tables(self) -> None:
-        db = self.db
-        with db.atomic():
-            if "decisions" not in db.table_names():
-                db["decisions"].create({
-                    "id": int, "time": str, "path": str, "root": str, "fingerprint": str,
-                    "size": int, "kind": str, "c2pa": str, "evidence": str, "error": str,
-                    "zone": str, "rule": str, "action": str, "reason": str, "mode": str,
-                    "approval_id": int, "approval_ref": str, "policy_digest": str,
-                    "trust_digest": str, "tools": str, "actor": str, "user": str,
-                    "prev_hash": str, "hash": str}, pk="id")
-                db["decisions"].create_index(["path"])
-                db["decisions"].create_index(["fingerprint"])
-                _append_only(db, "decisions")
-            if "events" not in db.table_names():
-                db["events"].create({
-                    "id": int, "time": str, "event": str, "path": str, "dest": str,
-                    "fingerprint": str, "decision_id": int, "actor": str, "user": str,
-                    "prev_hash": str, "hash": str}, pk="id")
-                db["events"].create_index(["path"])
-                _append_only(db, "events")
-            if "files" not in db.table_names():
-                db["files"].create({
-                    "path": str, "size": int, "mtime_ns": int, "ctime_ns": int, "inode": int,
-                    "fingerprint": str,
-                    "catalogue": str, "trust": str, "verdict": str, "decision_id": int,
-                    "decision_key": str, "seen": str}, pk="path")
-            if "approvals" not in db.table_names():
-                db["approvals"].create({
-                    "id": int, "ref": str, "approver": str, "fingerprint": str, "glob": str,
-                    "path": str, "expires": str, "note": str, "created": str, "revoked": str,
-                    "revoked_by": str}, pk="id")
-            if "quarantine" not in db.table_names():
-                db["quarantine"].create({
-                    "id": int, "decision_id": int, "original_path": str, "quarantined_path": str,
-                    "receipt_path": str, "fingerprint": str, "size": int, "state": str,
-                    "created": str, "updated": str, "error": str, "user": str,
-                    "sidecars": str}, pk="id")
+    def _warn(self, what: str, ident: int, message: str) -> None:
+        if (what, ident) not in self._warned:
+            self._warned.add((what, ident))
+            log.warning("%s", message)
 
-    def _migrate(self) -> None:
-        """Columns added since a ledger was made. The cache is an index, never evidence:
-        its rows from before ``ctime_ns`` simply miss and are read again."""
-        if "ctime_ns" not in self.db["files"].columns_dict:
-            self.db.execute("ALTER TABLE files ADD COLUMN ctime_ns INTEGER")
-        # the sidecars a quarantine move carries (JSON list); older moves carried none
-        if "sidecars" not in self.db["quarantine"].columns_dict:
+    # -- writing ---------------------------------------------------------------------------
+
+    def _write(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction. "database is locked" (another
+        process writing, or SQLite refusing without waiting) is retried, the whole
+        transaction again, until ``lock_deadline``; then, or on any other error, LedgerError."""
+        deadline = time.monotonic() + self.lock_deadline
+        delay = 0.01
+        while True:
             try:
-                self.db.execute("ALTER TABLE quarantine ADD COLUMN sidecars TEXT")
-            except sqlite3.OperationalError as exc:  # another process added it just now
-                if "duplicate column" not in str(exc):
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work()
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    if self.db.conn.in_transaction:
+                        self.db.conn.rollback()
                     raise
+                return result
+            except sqlite3.OperationalError as exc:
+                if _locked(exc) and time.monotonic() < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.25)
+                    continue
+                raise LedgerError(f"cannot write the ledger {self.path}: {exc}"
+                                  + (f" (still locked after {self.lock_deadline:.0f} s)"
+                                     if _locked(exc) else "")) from exc
+            except sqlite3.DatabaseError as exc:
+                raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from exc
+
+    def _chain_append(self, name: str, rows: list[dict[str, Any]],
+                      extra: tuple[str, ...] = ()) -> list[int]:
+        """Append ``rows`` to chain ``name`` (inside a write transaction): ids, previous hash,
+        hash and seal, then the chain's sealed head. Refused when the table's last row is not
+        the sealed head (rows removed or forged): nothing is appended to a damaged chain, or
+        the next row would hide the damage. ``extra`` columns are stored, not hashed."""
+        if not rows:
+            return []
+        chain = CHAINS[name]
+        key = self._need_key()
+        count, prev = self._head_for_append(name)
+        cols = (*chain.fields, "hash", "seal", *extra)
+        values, ids = [], []
+        for row in rows:
+            count += 1
+            r = {k: row.get(k) for k in chain.fields}
+            r["id"], r["prev_hash"] = count, prev
+            r["hash"] = prev = row_hash(r, chain.fields)
+            r["seal"] = key.seal(name, str(count), prev)
+            values.append(tuple(r[k] if k in r else row.get(k) for k in cols))
+            ids.append(count)
+        # plain executemany on sqlite-utils' connection: its insert_all/upsert_all cost
+        # ~0.1 ms a row in Python, a tenth of a small file's whole ExifTool read
+        self.db.conn.executemany(
+            f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            values)
+        self.db.conn.execute("UPDATE heads SET count = ?, head = ?, seal = ? WHERE chain = ?",
+                             [count, prev, key.seal("head", name, str(count), prev), name])
+        return ids
+
+    def _head_for_append(self, name: str) -> tuple[int, str]:
+        key = self._need_key()
+        head = self.db.conn.execute("SELECT count, head, seal FROM heads WHERE chain = ?",
+                                    [name]).fetchone()
+        noun = CHAINS[name].noun
+        if head is None or not key.check(head[2], "head", name, str(head[0]), head[1]):
+            raise LedgerError(f"the ledger {self.path} is damaged: the {name} chain has no "
+                              "valid sealed head; nothing more is written to it (run "
+                              "`provgate ledger verify`)")
+        last = self.db.conn.execute(f"SELECT id, hash FROM {name} ORDER BY id DESC LIMIT 1"
+                                    ).fetchone() or (0, GENESIS)
+        if tuple(last) != (head[0], head[1]):
+            raise LedgerError(
+                f"the ledger {self.path} is damaged: its {name} chain ends at {noun} {last[0]}, "
+                f"its sealed head says {noun} {head[0]}; nothing more is written to it (run "
+                "`provgate ledger verify`)")
+        return int(head[0]), str(head[1])
+
+    def _need_key(self) -> SealKey:
+        if self.key is None:
+            raise LedgerError(f"no seal key at {self.key_path}: the ledger cannot be written")
+        return self.key
+
+    def _log_updates(self, table: str, changes: list[tuple[int, dict[str, Any]]]) -> None:
+        """Chain the new values of a row's state columns (inside a write transaction)."""
+        t, user = now_iso(), _user()
+        self._chain_append("updates", [
+            {"time": t, "tbl": table, "row_id": ident, "fields": data.canonical_json(fields),
+             "user": user} for ident, fields in changes])
+
+    def _seal_file(self, values: tuple[Any, ...]) -> str:
+        # repr of a tuple of str/int/None is unambiguous, and cheaper than JSON per file
+        return self._need_key().seal("files", repr(values))
+
+    # -- creating, migrating ---------------------------------------------------------------
+
+    def _ensure(self) -> None:
+        """Tables, columns, triggers, heads and the seal record, made or completed in one
+        write transaction when anything is missing (a new ledger, an older one, a new chain);
+        otherwise only the key is checked against the ledger's."""
+        if self._complete():
+            self._meta_ok = self._check_meta()
+            return
+        self._write(self._create)
+        self._meta_ok = self._check_meta()
+
+    def _complete(self) -> bool:
+        tables = set(self.db.table_names())
+        needed = {*CHAINS, "files", "heads", "seal"}
+        if not needed <= tables:
+            return False
+        for chain in CHAINS.values():
+            if not set(chain.columns) <= set(self.db[chain.table].columns_dict):
+                return False
+        if not set(_FILES_COLUMNS) <= set(self.db["files"].columns_dict):
+            return False
+        meta = self._meta()
+        return meta is not None and set(json.loads(meta["chains"] or "[]")) == set(CHAINS)
+
+    def _create(self) -> None:
+        db = self.db.conn
+        tables = set(self.db.table_names())
+        data_tables = {*CHAINS, "files"} - {"updates"}
+        fresh = not (tables & data_tables)
+        traces = bool(tables & {"heads", "seal", "updates"}) or (
+            "decisions" in tables and "seal" in self.db["decisions"].columns_dict)
+        for chain in CHAINS.values():
+            if chain.table not in tables:
+                db.execute(f"CREATE TABLE [{chain.table}] ("
+                           + ", ".join(f"[{c}] {t}{' PRIMARY KEY' if c == 'id' else ''}"
+                                       for c, t in chain.columns.items()) + ")")
+            else:
+                have = set(self.db[chain.table].columns_dict)
+                for c, t in chain.columns.items():
+                    if c not in have:
+                        db.execute(f"ALTER TABLE [{chain.table}] ADD COLUMN [{c}] {t}")
+            for cols in _INDEXES.get(chain.table, ()):
+                db.execute(f"CREATE INDEX IF NOT EXISTS [idx_{chain.table}_{'_'.join(cols)}] "
+                           f"ON [{chain.table}] ({', '.join(cols)})")
+        if "files" not in tables:
+            db.execute("CREATE TABLE [files] ("
+                       + ", ".join(f"[{c}] {t}" for c, t in _FILES_COLUMNS.items()) + ")")
+        else:  # the cache is an index, never evidence: older rows simply miss
+            have = set(self.db["files"].columns_dict)
+            for c, t in _FILES_COLUMNS.items():
+                if c not in have:
+                    db.execute(f"ALTER TABLE files ADD COLUMN [{c}] {t}")
+        db.execute("CREATE TABLE IF NOT EXISTS heads (chain TEXT PRIMARY KEY, count INTEGER, "
+                   "head TEXT, seal TEXT)")
+        db.execute("CREATE TABLE IF NOT EXISTS seal (id INTEGER PRIMARY KEY, version INTEGER, "
+                   "key_id TEXT, since TEXT, chains TEXT, chained_only TEXT, seal TEXT)")
+        meta = self._meta()
+        if meta is None:
+            if traces and not fresh:
+                raise LedgerError(
+                    f"the ledger {self.path} was sealed, but its seal record is gone: it was "
+                    "tampered with; nothing is written to it (run `provgate ledger verify`, "
+                    "compare with a checkpoint)")
+            self._seal_current_state(legacy=not fresh)
+        else:
+            self._check_meta(raise_on_error=True)
+            chains = json.loads(meta["chains"] or "[]")
+            added = [c for c in CHAINS if c not in chains]
+            for name in added:  # a chain new in this version: it starts empty, sealed now
+                if db.execute(f"SELECT count(*) FROM [{name}]").fetchone()[0]:
+                    raise LedgerError(f"the ledger {self.path} has {name} rows no seal covers")
+                self._put_head(name, 0, GENESIS)
+            if added:
+                self._put_meta(meta["since"], [*chains, *added],
+                               json.loads(meta["chained_only"] or "{}"))
+        for chain in CHAINS.values():
+            _guard(self.db, chain)
+        db.execute("CREATE TRIGGER IF NOT EXISTS heads_no_delete BEFORE DELETE ON heads "
+                   "BEGIN SELECT RAISE(ABORT, 'the heads of the ledger are kept'); END")
+
+    def _seal_current_state(self, legacy: bool) -> None:
+        """Seal every chain as it is now: a new ledger's empty chains, or an older ledger's
+        rows (decisions and events verified first, approvals and moves chained now, their
+        state written as updates). Rows before this moment were only chained, never sealed."""
+        db, key = self.db.conn, self._need_key()
+        chained_only: dict[str, int] = {}
+        for name in ("decisions", "events"):
+            rows = list(self.db.query(f"SELECT * FROM [{name}] ORDER BY id"))
+            problem = _walk(rows, CHAINS[name], None)
+            if problem:
+                raise LedgerError(f"the ledger {self.path} is broken ({problem[1]}): it is not "
+                                  "sealed in that state; move it aside and start a new one")
+            if rows:
+                for op in ("update", "delete"):
+                    db.execute(f"DROP TRIGGER IF EXISTS {name}_no_{op}")
+                db.executemany(f"UPDATE [{name}] SET seal = ? WHERE id = ?",
+                               [(key.seal(name, str(r["id"]), r["hash"]), r["id"]) for r in rows])
+            self._put_head(name, len(rows), rows[-1]["hash"] if rows else GENESIS)
+            chained_only[name] = len(rows)
+        self._put_head("updates", 0, GENESIS)
+        for name in ("approvals", "quarantine"):
+            chain = CHAINS[name]
+            rows = list(self.db.query(f"SELECT * FROM [{name}] ORDER BY id"))
+            gap = next((i for i, r in enumerate(rows, 1) if r["id"] != i), None)
+            if gap is not None:  # provgate never deleted one: someone did
+                raise LedgerError(f"the ledger {self.path} is broken ({chain.noun} {gap} is "
+                                  "missing): it is not sealed in that state; move it aside "
+                                  "and start a new one")
+            prev, out = GENESIS, []
+            for r in rows:
+                r["prev_hash"] = prev
+                prev = row_hash(r, chain.fields)
+                out.append((r["prev_hash"], prev, key.seal(name, str(r["id"]), prev), r["id"]))
+            for op in ("update", "delete"):
+                db.execute(f"DROP TRIGGER IF EXISTS {name}_no_{op}")
+            db.executemany(f"UPDATE [{name}] SET prev_hash = ?, hash = ?, seal = ? WHERE id = ?",
+                           out)
+            self._put_head(name, len(rows), prev)
+            chained_only[name] = len(rows)
+            state = [(r["id"], {c: r[c] for c in chain.mutable}) for r in rows
+                     if any(r[c] is not None for c in chain.mutable)]
+            self._log_updates(name, state)
+        self._put_meta(now_iso(), list(CHAINS), chained_only if legacy else {})
+        if legacy:
+            # the cache is an index, never evidence: rows no seal vouches for are read again
+            db.execute("DELETE FROM files")
+            log.warning("sealed the ledger %s from its current state with the key %s (rows "
+                        "before now were only chained)", self.path, self.key_path)
+
+    def _put_head(self, name: str, count: int, head: str) -> None:
+        key = self._need_key()
+        self.db.conn.execute(
+            "INSERT INTO heads (chain, count, head, seal) VALUES (?, ?, ?, ?) ON CONFLICT(chain) "
+            "DO UPDATE SET count = excluded.count, head = excluded.head, seal = excluded.seal",
+            [name, count, head, key.seal("head", name, str(count), head)])
+
+    def _put_meta(self, since: str, chains: list[str], chained_only: dict[str, int]) -> None:
+        key = self._need_key()
+        ch, co = data.canonical_json(chains), data.canonical_json(chained_only)
+        self.db.conn.execute(
+            "INSERT OR REPLACE INTO seal (id, version, key_id, since, chains, chained_only, "
+            "seal) VALUES (1, ?, ?, ?, ?, ?, ?)",
+            [SEAL_VERSION, key.id, since, ch, co,
+             key.seal("meta", str(SEAL_VERSION), key.id, since, ch, co)])
+
+    def _meta(self) -> dict[str, Any] | None:
+        if "seal" not in self.db.table_names():
+            return None
+        rows = list(self.db.query("SELECT * FROM seal WHERE id = 1"))
+        return rows[0] if rows else None
+
+    def _meta_problem(self) -> str | None:
+        meta = self._meta()
+        if meta is None:
+            return "the ledger has no seal record"
+        if self.key is None:
+            return (f"no seal key at {self.key_path}: the seals cannot be checked (set "
+                    f"{KEY_ENV}, or keep the key beside the ledger)")
+        if meta["key_id"] != self.key.id:
+            return (f"the ledger is sealed with another key (id {meta['key_id']}) than "
+                    f"{self.key_path} (id {self.key.id})")
+        if not self.key.check(meta["seal"], "meta", str(meta["version"]), meta["key_id"],
+                              meta["since"] or "", meta["chains"] or "",
+                              meta["chained_only"] or ""):
+            return "the ledger's seal record was changed"
+        return None
+
+    def _check_meta(self, raise_on_error: bool = False) -> bool:
+        problem = self._meta_problem()
+        if problem and (raise_on_error or not self.readonly):
+            raise LedgerError(f"{problem}: nothing is written to {self.path} "
+                              "(run `provgate ledger verify`)")
+        return problem is None
+
+    def _meta_valid(self) -> bool:
+        try:
+            return self._meta_problem() is None
+        except sqlite3.DatabaseError:
+            return False
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -187,41 +665,39 @@ class Ledger:
 
         ``moves`` items carry ``row_index`` (the decision they belong to). Returns the ids.
         """
-        ids: list[int] = []
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-            last = self.db.execute(
-                "SELECT id, hash FROM decisions ORDER BY id DESC LIMIT 1").fetchone()
-            next_id, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-            stored = []
-            for row in rows:
-                r = {k: row.get(k) for k in CHAINED if k != "prev_hash"}
-                for k in _JSON_FIELDS:
-                    r[k] = data.canonical_json(r[k] if r[k] is not None else [])
-                r["id"], r["prev_hash"] = next_id, prev
-                r["hash"] = prev = row_hash(r)
-                stored.append(r)
-                ids.append(next_id)
-                next_id += 1
-            # plain executemany on sqlite-utils' connection: its insert_all/upsert_all cost
-            # ~0.1 ms a row in Python, a tenth of a small file's whole ExifTool read
-            if stored:
-                self.db.conn.executemany(_INSERT_DECISION, [
-                    tuple(r[k] for k in _DECISION_COLUMNS) for r in stored])
-            file_rows = [tuple(ids[f["row_index"]] if k == "decision_id" and
+        prepared = []
+        for row in rows:
+            r = {k: row.get(k) for k in CHAINED if k not in ("id", "prev_hash")}
+            for k in _JSON_FIELDS:
+                r[k] = data.canonical_json(r[k] if r[k] is not None else [])
+            prepared.append(r)
+        files, moves = list(files), list(moves)
+        known = set(MOVE_CHAINED) | set(CHAINS["quarantine"].mutable)
+        for m in moves:
+            unknown = {k for k in m if k not in known and not k.startswith(("row_index", "_"))}
+            if unknown:
+                raise LedgerError(f"a quarantine move has fields the ledger does not keep: "
+                                  f"{', '.join(sorted(unknown))} (add them to ledger.py)")
+
+        def work() -> list[int]:
+            ids = self._chain_append("decisions", prepared)
+            file_rows = []
+            for f in files:
+                values = tuple(ids[f["row_index"]] if k == "decision_id" and
                                f.get("row_index") is not None else f.get(k)
-                               for k in _FILE_COLUMNS) for f in files]
+                               for k in _FILE_COLUMNS)
+                file_rows.append((*values, self._seal_file(values)))
             if file_rows:
                 self.db.conn.executemany(_UPSERT_FILE, file_rows)
-            move_rows = [{**{k: v for k, v in m.items() if not k.startswith(("row_index", "_"))},
-                          "decision_id": ids[m["row_index"]]} for m in moves]
-            if move_rows:
-                self.db["quarantine"].insert_all(move_rows)
-            self.db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            self.db.rollback()
-            raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from exc
-        return ids
+            if moves:
+                mutable = CHAINS["quarantine"].mutable
+                planned = [{**m, "decision_id": ids[m["row_index"]]} for m in moves]
+                qids = self._chain_append("quarantine", planned, extra=mutable)
+                self._log_updates("quarantine", [(q, {c: m.get(c) for c in mutable})
+                                                 for q, m in zip(qids, planned, strict=True)])
+            return ids
+
+        return self._write(work)
 
     def decisions(self, action: str | None = None, kind: str | None = None,
                   since: str | None = None, path: str | None = None,
@@ -253,17 +729,234 @@ class Ledger:
         rows = list(self.db.query("SELECT * FROM decisions WHERE id = ?", [ident]))
         return _decode(rows[0]) if rows else None
 
+    # -- verifying -------------------------------------------------------------------------
+
     def verify(self) -> tuple[int, int | None, str]:
-        """(decisions checked, first broken id or None, message); the events chain too."""
-        count, bad, message = _verify_chain(self.db, "decisions", CHAINED, "row")
-        if bad is not None:
-            return count, bad, message
-        events, bad, message = (_verify_chain(self.db, "events", EVENT_CHAINED, "event")
-                                if "events" in self.db.table_names() else (0, None, ""))
-        if bad is not None:
-            return count, bad, message
-        tail = f" and {events} departures" if events else ""
-        return count, None, f"{count} decisions{tail}, chain intact"
+        """(decisions checked, first broken id or None, message): every chain's links,
+        hashes and seals, its row count against its sealed head, the state of approvals and
+        moves against their update log."""
+        v = self.check()
+        if v.problem is not None:
+            return v.counts.get("decisions", 0), v.bad, v.problem
+        return v.counts.get("decisions", 0), None, _summary(v)
+
+    def check(self) -> Verification:
+        """The whole verification, as data (``verify`` and ``checkpoint`` use it)."""
+        with self._snapshot():
+            return self._check()
+
+    def _check(self) -> Verification:
+        v = Verification()
+        tables = set(self.db.table_names())
+        meta = self._meta() if "seal" in tables else None
+        key = self.key
+        heads = {r["chain"]: r for r in self.db.query("SELECT * FROM heads")} \
+            if "heads" in tables else {}
+        if meta is None:
+            legacy = not (tables & {"heads", "updates"}) and not (
+                "decisions" in tables and "seal" in self.db["decisions"].columns_dict)
+            meta_problem: str | None = (
+                "the ledger is not sealed yet (written before sealing): it is sealed from its "
+                "current state at the next write with its key" if legacy else
+                "the ledger was sealed, but its seal record is gone")
+            sealed_chains = list(heads)
+        else:
+            v.key_id, v.since = meta["key_id"], meta["since"]
+            v.chained_only = json.loads(meta["chained_only"] or "{}")
+            meta_problem = self._meta_problem()
+            sealed_chains = json.loads(meta["chains"] or "[]")
+        seals = key if meta_problem is None else None
+        v.sealed = seals is not None
+        for name, chain in CHAINS.items():
+            if name not in tables:
+                if name in sealed_chains or name in ("decisions", "events"):
+                    v.fail(f"the {name} table is missing (it was dropped)")
+                continue
+            if name not in sealed_chains and "hash" not in self.db[name].columns_dict:
+                continue  # an older ledger's approvals and moves: not chained yet
+            problem = _walk(self.db.query(f"SELECT * FROM [{name}] ORDER BY id"), chain,
+                            seals, v)
+            if problem:
+                v.fail(problem[1], problem[0])
+                continue
+            if name not in sealed_chains:
+                continue
+            count, last = v.counts.get(name, 0), v.heads.get(name, GENESIS)
+            head = heads.get(name)
+            if head is None:
+                v.fail(f"the sealed head of the {name} chain is missing")
+            elif seals is not None and not seals.check(head["seal"], "head", name,
+                                                       str(head["count"]), head["head"]):
+                v.fail(f"the sealed head of the {name} chain was changed")
+            elif head["count"] > count:
+                v.fail(f"{chain.noun} {count + 1} to {chain.noun} {head['count']} are missing: "
+                       f"the {name} chain ends at {chain.noun} {count}, its sealed head says "
+                       f"{head['count']} (the last rows were removed)", count + 1)
+            elif (head["count"], head["head"]) != (count, last):
+                v.fail(f"the {name} chain does not end at its sealed head ({chain.noun} "
+                       f"{head['count']}; {count} rows now): rows were added or replaced "
+                       "without the key", head["count"] + 1)
+        if "updates" in tables and {"approvals", "quarantine"} <= tables:
+            problem = self._check_state()
+            if problem:
+                v.fail(*problem)
+        if meta_problem:
+            v.fail(meta_problem)
+        if "files" in tables and seals is not None and "seal" in self.db["files"].columns_dict:
+            rows = list(self.db.query("SELECT * FROM files"))
+            v.cache_unverified = len(rows) - len(self._trusted_cache(rows))
+        return v
+
+    def _check_state(self) -> tuple[str, int] | None:
+        """Every approval's and move's state columns against the update log."""
+        logs: dict[tuple[str, int], dict[str, Any]] = {}
+        for u in self.db.query("SELECT * FROM updates ORDER BY id"):
+            if u["tbl"] not in ("approvals", "quarantine"):
+                return f"update {u['id']} names no table with state ({u['tbl']!r})", u["id"]
+            logs.setdefault((u["tbl"], u["row_id"]), {}).update(json.loads(u["fields"] or "{}"))
+        for name in ("approvals", "quarantine"):
+            chain = CHAINS[name]
+            ids = set()
+            for r in self.db.query(f"SELECT * FROM [{name}] ORDER BY id"):
+                ids.add(r["id"])
+                state = logs.get((name, r["id"]), {})
+                changed = [c for c in chain.mutable if r.get(c) != state.get(c)]
+                if changed:
+                    return (f"{chain.noun} {r['id']} does not match its update log: "
+                            f"{', '.join(changed)} changed by hand", r["id"])
+            stray = sorted(i for t, i in logs if t == name and i not in ids)
+            if stray:
+                return f"the update log names {chain.noun} {stray[0]}, which is missing", stray[0]
+        return None
+
+    def heads(self) -> dict[str, dict[str, Any]]:
+        """The sealed head of every chain, {chain: {"count", "head"}}, as it is now: what a
+        receipt, report or pre-delivery JSON can carry to say when it was made."""
+        out = {}
+        for r in self.db.query("SELECT * FROM heads ORDER BY chain"):
+            if r["chain"] in CHAINS and self.key and self.key.check(
+                    r["seal"], "head", r["chain"], str(r["count"]), r["head"]):
+                out[r["chain"]] = {"count": r["count"], "head": r["head"]}
+        return out
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The heads and counts of every chain, signed with the seal key: keep it elsewhere
+        (a ticket, another host, a WORM bucket), and ``check_checkpoint`` it later. Refused
+        (LedgerError) for a ledger that does not verify now."""
+        v = self.check()
+        if v.problem is not None:
+            raise LedgerError(f"the ledger does not verify, no checkpoint made: {v.problem}")
+        key = self._need_key()
+        doc: dict[str, Any] = {
+            "provgate_checkpoint": 1, "ledger": str(self.path.resolve()), "time": now_iso(),
+            "key_id": key.id,
+            "chains": {n: {"count": v.counts.get(n, 0), "head": v.heads.get(n, GENESIS)}
+                       for n in CHAINS}}
+        doc["signature"] = key.seal("checkpoint", data.canonical_json(doc))
+        return doc
+
+    def check_checkpoint(self, doc: dict[str, Any]) -> str | None:
+        """None when every row the checkpoint covers is still here, unchanged; else why not.
+        (The chains themselves are checked by ``verify``: a row the checkpoint's head still
+        links to cannot be changed without breaking its chain.)"""
+        if not isinstance(doc, dict) or doc.get("provgate_checkpoint") != 1 or \
+                not isinstance(doc.get("chains"), dict):
+            return "not a provgate checkpoint"
+        key = self.key
+        if key is None:
+            return f"no seal key at {self.key_path}: the checkpoint cannot be checked"
+        body = {k: v for k, v in doc.items() if k != "signature"}
+        if doc.get("key_id") != key.id:
+            return (f"the checkpoint was signed with another key (id {doc.get('key_id')}) than "
+                    f"the ledger's {self.key_path} (id {key.id}): the key was replaced")
+        if not key.check(doc.get("signature"), "checkpoint", data.canonical_json(body)):
+            return "the checkpoint's signature does not verify: it was edited, or is not this key's"
+        tables = set(self.db.table_names())
+        for name, head in sorted(doc["chains"].items()):
+            count, want = int(head.get("count", 0)), head.get("head")
+            noun = CHAINS[name].noun if name in CHAINS else "row"
+            if count == 0:
+                continue
+            if name not in tables:
+                return f"the {name} table is gone; the checkpoint holds {count} of its rows"
+            row = self.db.conn.execute(f"SELECT hash FROM [{name}] WHERE id = ?",
+                                       [count]).fetchone()
+            if row is None:
+                have = self.db.conn.execute(f"SELECT count(*) FROM [{name}]").fetchone()[0]
+                return (f"{noun} {count} of {name}, the last at the checkpoint of {doc.get('time')}, "
+                        f"is missing ({have} rows now): the ledger was truncated or rolled back")
+            if row[0] != want:
+                return (f"{noun} {count} of {name} is not the one at the checkpoint of "
+                        f"{doc.get('time')}: the chain up to it was rewritten")
+        return None
+
+    # -- verified reads --------------------------------------------------------------------
+
+    def _verified(self, name: str, where: str = "", params: Iterable[Any] = ()
+                  ) -> list[dict[str, Any]]:
+        """Rows of chain ``name`` that verify: hash, seal, and for a table with state, its
+        state columns equal to its update log, whose sealed head must match the table. A row
+        that does not verify is left out (and logged): never trusted, never acted on."""
+        if not self._meta_ok or self.key is None:
+            self._warn(name, 0, f"the ledger {self.path} cannot be verified "
+                       f"({self._meta_problem() or 'unknown'}): its {name} are not trusted")
+            return []
+        with self._snapshot():
+            return self._verified_rows(CHAINS[name], where, list(params))
+
+    def _verified_rows(self, chain: Chain, where: str, params: list[Any]
+                       ) -> list[dict[str, Any]]:
+        name = chain.table
+        rows = list(self.db.query(f"SELECT * FROM [{name}]{where} ORDER BY id", params))
+        if not rows:
+            return rows
+        logs: dict[int, dict[str, Any]] = {}
+        forged: set[int] = set()
+        if chain.mutable:
+            if not self._tail_ok("updates"):
+                self._warn("updates", 0, "the ledger's update log does not end at its sealed "
+                           f"head: no {name} row is trusted (run `provgate ledger verify`)")
+                return []
+            ids = [r["id"] for r in rows]
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                for u in self.db.query(
+                        f"SELECT * FROM updates WHERE tbl = ? AND row_id IN "
+                        f"({','.join('?' * len(chunk))}) ORDER BY id", [name, *chunk]):
+                    if self._row_ok(CHAINS["updates"], u):
+                        logs.setdefault(u["row_id"], {}).update(json.loads(u["fields"] or "{}"))
+                    else:
+                        forged.add(u["row_id"])
+        out = []
+        for r in rows:
+            state = logs.get(r["id"], {})
+            if r["id"] not in forged and self._row_ok(chain, r) and all(
+                    r.get(c) == state.get(c) for c in chain.mutable):
+                out.append(r)
+            else:
+                self._warn(name, r["id"], f"{chain.noun} {r['id']} of the ledger {self.path} "
+                           "does not verify: ignored (run `provgate ledger verify`)")
+        return out
+
+    def _row_ok(self, chain: Chain, r: dict[str, Any]) -> bool:
+        key = self.key
+        return (key is not None and r.get("hash") is not None
+                and row_hash(r, chain.fields) == r["hash"]
+                and key.check(r.get("seal"), chain.table, str(r["id"]), r["hash"]))
+
+    def _tail_ok(self, name: str) -> bool:
+        """The chain's rows end at its sealed head and number as many (cheap: no walk)."""
+        key = self.key
+        head = self.db.conn.execute("SELECT count, head, seal FROM heads WHERE chain = ?",
+                                    [name]).fetchone()
+        if key is None or head is None or not key.check(head[2], "head", name, str(head[0]),
+                                                        head[1]):
+            return False
+        count, last = self.db.conn.execute(f"SELECT count(*), max(id) FROM [{name}]").fetchone()
+        if count != head[0] or (last or 0) != head[0]:
+            return False
+        row = self.db.conn.execute(f"SELECT hash FROM [{name}] WHERE id = ?", [last]).fetchone()
+        return (row[0] if row else GENESIS) == head[1]
 
     # -- departures ------------------------------------------------------------------------
 
@@ -271,29 +964,24 @@ class Ledger:
         """Chain events for files that left (``removed``) or moved within (``moved``, with
         ``dest``) a watched tree, and move or drop their file-cache rows, in one transaction.
         A moved file keeps its cached verdict: its new path is not read again."""
-        ids: list[int] = []
         if not rows:
+            return []
+
+        def work() -> list[int]:
+            ids = self._chain_append("events", rows)
+            for r in rows:
+                if r.get("event") == "moved" and r.get("dest"):
+                    # unless the new path is known already; re-sealed under its new path
+                    old = list(self.db.query("SELECT * FROM files WHERE path = ?", [r["path"]]))
+                    if old and self._file_ok(old[0]):
+                        values = tuple(r["dest"] if k == "path" else old[0][k]
+                                       for k in _FILE_COLUMNS)
+                        self.db.conn.execute(_UPSERT_FILE.replace("OR REPLACE", "OR IGNORE"),
+                                             (*values, self._seal_file(values)))
+                self.db.conn.execute("DELETE FROM files WHERE path = ?", [r["path"]])
             return ids
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-            last = self.db.execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1"
-                                   ).fetchone()
-            next_id, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-            for row in rows:
-                r = {**{k: row.get(k) for k in EVENT_CHAINED}, "id": next_id, "prev_hash": prev}
-                r["hash"] = prev = row_hash(r, EVENT_CHAINED)
-                self.db["events"].insert(r)
-                if r["event"] == "moved" and r["dest"]:  # unless the new path is known already
-                    self.db.execute("UPDATE OR IGNORE files SET path = ? WHERE path = ?",
-                                    [r["dest"], r["path"]])
-                self.db.execute("DELETE FROM files WHERE path = ?", [r["path"]])
-                ids.append(next_id)
-                next_id += 1
-            self.db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            self.db.rollback()
-            raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from exc
-        return ids
+
+        return self._write(work)
 
     def events(self, since: str | None = None, path: str | None = None
                ) -> Iterator[dict[str, Any]]:
@@ -311,118 +999,267 @@ class Ledger:
 
     # -- file cache ------------------------------------------------------------------------
 
-    def cached_under(self, folder: str) -> list[dict[str, Any]]:
-        """File-cache rows below ``folder`` (path, fingerprint, decision)."""
-        prefix = folder.rstrip("/") + "/"
-        return list(self.db.query(
-            "SELECT path, fingerprint, decision_id FROM files WHERE path >= ? AND path < ?",
-            [prefix, prefix[:-1] + "0"]))  # '0' sorts right after '/'
+    def _file_ok(self, row: dict[str, Any]) -> bool:
+        return self.key is not None and self.key.check(
+            row.get("seal"), "files", repr(tuple(row.get(k) for k in _FILE_COLUMNS)))
 
-    def cached_files(self, paths: list[str]) -> dict[str, dict[str, Any]]:
+    def _trusted_cache(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The cache rows that may stand for a reading: sealed as written, pointing to a
+        decision row that verifies, for the same fingerprint and the same verdict."""
+        if not self._meta_ok:
+            return {}
+        sealed = [r for r in rows if r.get("decision_id") and self._file_ok(r)]
+        wanted = sorted({r["decision_id"] for r in sealed})
+        decisions: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            for d in self.db.query(f"SELECT * FROM decisions WHERE id IN "
+                                   f"({','.join('?' * len(chunk))})", chunk):
+                decisions[d["id"]] = d
+        chain, good = CHAINS["decisions"], {}
+        checked: dict[int, bool] = {}
+        for r in sealed:
+            d = decisions.get(r["decision_id"])
+            if d is None:
+                continue
+            if d["id"] not in checked:
+                checked[d["id"]] = self._row_ok(chain, d)
+            if checked[d["id"]] and d["fingerprint"] == r["fingerprint"] and \
+                    _same_verdict(r["verdict"], d):
+                good[r["path"]] = r
+        return good
+
+    def verified_cache(self, paths: list[str]) -> dict[str, dict[str, Any]]:
+        """File-cache rows for ``paths`` that verify (see ``_trusted_cache``); any other row
+        is a miss, so the file is read again: the cache is an index, never evidence."""
         out: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(paths), 500):
-            chunk = paths[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.query(f"SELECT * FROM files WHERE path IN ({marks})", chunk):
-                out[row["path"]] = row
+        with self._snapshot():
+            for i in range(0, len(paths), 500):
+                chunk = paths[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = list(self.db.query(f"SELECT * FROM files WHERE path IN ({marks})", chunk))
+                out.update(self._trusted_cache(rows))
         return out
 
-    # -- approvals -------------------------------------------------------------------------
+    def cached_files(self, paths: list[str]) -> dict[str, dict[str, Any]]:
+        """The file cache for ``paths``: verified entries only (``verified_cache``)."""
+        return self.verified_cache(paths)
 
-    def add_approval(self, **fields: Any) -> int:
-        with self.db.atomic():
-            return self.db["approvals"].insert({**fields, "created": now_iso()}).last_pk
-
-    def approvals(self, include_inactive: bool = True) -> list[Approval]:
-        rows = self.db.query("SELECT * FROM approvals ORDER BY id")
-        out = [Approval(id=r["id"], ref=r["ref"], approver=r["approver"], created=r["created"],
-                        fingerprint=r["fingerprint"], glob=r["glob"], path=r["path"],
-                        expires=r["expires"], note=r["note"], revoked=r["revoked"]) for r in rows]
-        if include_inactive:
-            return out
-        now = datetime.now(timezone.utc)
-        return [a for a in out if a.active(now)]
-
-    def revoke_approval(self, ident: int, by: str) -> bool:
-        with self.db.atomic():
-            cur = self.db.execute("UPDATE approvals SET revoked = ?, revoked_by = ? "
-                                  "WHERE id = ? AND revoked IS NULL", [now_iso(), by, ident])
-            return cur.rowcount == 1
-
-    # -- quarantine ------------------------------------------------------------------------
-
-    def moves(self, state: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM quarantine" + (" WHERE state = ?" if state else "") + " ORDER BY id"
-        return list(self.db.query(sql, [state] if state else []))
-
-    def moved_by_provgate(self, original_path: str, fingerprint: str | None) -> bool:
-        """True when provgate's own quarantine took this file away (not a departure)."""
-        return self.db.execute(
-            "SELECT 1 FROM quarantine WHERE original_path = ? AND fingerprint IS ? AND state IN "
-            "('pending', 'done') LIMIT 1", [original_path, fingerprint]).fetchone() is not None
-
-    def move(self, ident: int) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM quarantine WHERE id = ?", [ident]))
-        return rows[0] if rows else None
-
-    def moves_from(self, folder: str, state: str = "done") -> list[dict[str, Any]]:
-        """Moves (newest first) of files that were directly in ``folder``: where a sidecar
-        arriving late finds the media file provgate quarantined."""
+    def cached_under(self, folder: str) -> list[dict[str, Any]]:
+        """Verified file-cache rows below ``folder`` (path, fingerprint, decision)."""
         prefix = folder.rstrip("/") + "/"
-        rows = self.db.query(
-            "SELECT * FROM quarantine WHERE state = ? AND original_path >= ? AND "
-            "original_path < ? ORDER BY id DESC", [state, prefix, prefix[:-1] + "0"])
-        return [r for r in rows if "/" not in r["original_path"][len(prefix):]]
+        with self._snapshot():
+            rows = list(self.db.query("SELECT * FROM files WHERE path >= ? AND path < ?",
+                                      [prefix, prefix[:-1] + "0"]))  # '0' sorts after '/'
+            trusted = self._trusted_cache(rows)
+        return [{k: r[k] for k in ("path", "fingerprint", "decision_id")}
+                for r in trusted.values()]
 
     def forget_files(self, paths: list[str]) -> None:
         """Drop file-cache rows, so those files are read again (a sidecar arrived or changed
         beside them: their size and times say nothing about it)."""
         if not paths:
             return
-        with self.db.atomic():
+
+        def work() -> None:
             for i in range(0, len(paths), 500):
                 chunk = paths[i:i + 500]
-                self.db.execute(f"DELETE FROM files WHERE path IN ({','.join('?' * len(chunk))})",
-                                chunk)
+                self.db.conn.execute(
+                    f"DELETE FROM files WHERE path IN ({','.join('?' * len(chunk))})", chunk)
+
+        self._write(work)
+
+    # -- approvals -------------------------------------------------------------------------
+
+    def add_approval(self, **fields: Any) -> int:
+        unknown = set(fields) - set(APPROVAL_CHAINED)
+        if unknown:
+            raise LedgerError(f"an approval has fields the ledger does not keep: "
+                              f"{', '.join(sorted(unknown))}")
+        row = {**fields, "created": now_iso()}
+        return self._write(lambda: self._chain_append("approvals", [row]))[0]
+
+    def approvals(self, include_inactive: bool = True) -> list[Approval]:
+        """Approvals whose rows verify (hash, seal, revocation state against the update
+        log): a row put in by hand, or edited, never clears a file."""
+        out = [Approval(id=r["id"], ref=r["ref"], approver=r["approver"], created=r["created"],
+                        fingerprint=r["fingerprint"], glob=r["glob"], path=r["path"],
+                        expires=r["expires"], note=r["note"], revoked=r["revoked"])
+               for r in self._verified("approvals")]
+        if include_inactive:
+            return out
+        now = datetime.now(timezone.utc)
+        return [a for a in out if a.active(now)]
+
+    def revoke_approval(self, ident: int, by: str) -> bool:
+        def work() -> bool:
+            row = self.db.conn.execute("SELECT revoked FROM approvals WHERE id = ?",
+                                       [ident]).fetchone()
+            if row is None or row[0] is not None:
+                return False
+            change = {"revoked": now_iso(), "revoked_by": by}
+            self.db.conn.execute("UPDATE approvals SET revoked = ?, revoked_by = ? WHERE id = ?",
+                                 [change["revoked"], by, ident])
+            self._log_updates("approvals", [(ident, change)])
+            return True
+
+        return self._write(work)
+
+    # -- quarantine ------------------------------------------------------------------------
+
+    def moves(self, state: str | None = None, verified: bool = True) -> list[dict[str, Any]]:
+        """Quarantine moves in id order; only those that verify unless ``verified`` is
+        False (a report shows every row of a ledger it says is broken; nothing acts on one)."""
+        where, params = (" WHERE state = ?", [state]) if state else ("", [])
+        if verified:
+            return self._verified("quarantine", where, params)
+        return list(self.db.query(f"SELECT * FROM quarantine{where} ORDER BY id", params))
+
+    def moved_by_provgate(self, original_path: str, fingerprint: str | None) -> bool:
+        """True when provgate's own quarantine took this file away (not a departure)."""
+        return bool(self._verified(
+            "quarantine", " WHERE original_path = ? AND fingerprint IS ? AND state IN "
+            "('pending', 'done')", [original_path, fingerprint]))
+
+    def move(self, ident: int) -> dict[str, Any] | None:
+        """Move ``ident`` if its row verifies (else None: never restored, never carried out)."""
+        rows = self._verified("quarantine", " WHERE id = ?", [ident])
+        return rows[0] if rows else None
+
+    def moves_from(self, folder: str, state: str = "done") -> list[dict[str, Any]]:
+        """Moves (newest first) of files that were directly in ``folder``: where a sidecar
+        arriving late finds the media file provgate quarantined."""
+        prefix = folder.rstrip("/") + "/"
+        rows = self._verified("quarantine", " WHERE state = ? AND original_path >= ? AND "
+                              "original_path < ?", [state, prefix, prefix[:-1] + "0"])
+        return [r for r in reversed(rows) if "/" not in r["original_path"][len(prefix):]]
 
     def update_move(self, ident: int, **fields: Any) -> None:
-        with self.db.atomic():
-            self.db["quarantine"].update(ident, {**fields, "updated": now_iso()})
+        """Change a move's state columns: the row is updated and the change chained."""
+        mutable = CHAINS["quarantine"].mutable
+        unknown = set(fields) - set(mutable)
+        if unknown:
+            raise LedgerError(f"a quarantine move's {', '.join(sorted(unknown))} cannot change")
+        change = {**fields, "updated": now_iso()}
+
+        def work() -> None:
+            cur = self.db.conn.execute(
+                f"UPDATE quarantine SET {', '.join(f'{c} = ?' for c in change)} WHERE id = ?",
+                [*change.values(), ident])
+            if cur.rowcount != 1:
+                raise LedgerError(f"no quarantine move #{ident} in the ledger {self.path}")
+            self._log_updates("quarantine", [(ident, change)])
+
+        self._write(work)
+
+
+def _guard(db: sqlite_utils.Database, chain: Chain) -> None:
+    """Triggers that refuse what provgate never does (a guard against mistakes; whoever drops
+    them is caught by the seals): deleting a chained row, updating its chained columns."""
+    noun = chain.table
+    db.execute(f"CREATE TRIGGER IF NOT EXISTS {noun}_no_delete BEFORE DELETE ON [{noun}] "
+               f"BEGIN SELECT RAISE(ABORT, 'the {noun} ledger is append-only'); END")
+    cols = ", ".join(f"[{c}]" for c in (*chain.fields, "hash", "seal"))
+    of = "" if not chain.mutable else f" OF {cols}"
+    db.execute(f"CREATE TRIGGER IF NOT EXISTS {noun}_no_update BEFORE UPDATE{of} ON [{noun}] "
+               f"BEGIN SELECT RAISE(ABORT, 'the {noun} ledger is append-only'); END")
 
 
 def _append_only(db: sqlite_utils.Database, table: str) -> None:
-    for op in ("UPDATE", "DELETE"):
-        db.execute(f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
-                   f"BEGIN SELECT RAISE(ABORT, 'the {table} ledger is append-only'); END")
+    """Kept for callers of the former API: the triggers of a fully append-only table."""
+    _guard(db, CHAINS.get(table) or Chain(table, (), table))
+
+
+def _walk(rows: Iterable[dict[str, Any]], chain: Chain, key: SealKey | None,
+          v: Verification | None = None) -> tuple[int, str] | None:
+    """Walk one chain in id order: ids from 1 without a gap, each row linked to the one
+    before, its hash over its fields, its seal (when ``key``). (first bad id, why) or None."""
+    prev, expected, noun = GENESIS, 1, chain.noun
+    count = 0
+    for row in rows:
+        ident = row["id"]
+        if ident != expected:
+            return ident, f"{noun} {expected} is missing (next {noun} is {ident})"
+        if row["prev_hash"] != prev:
+            return ident, f"{noun} {ident} does not follow {noun} {ident - 1}"
+        if row_hash(row, chain.fields) != row["hash"]:
+            return ident, f"{noun} {ident} was changed after it was written"
+        if key is not None and not key.check(row.get("seal"), chain.table, str(ident),
+                                             row["hash"]):
+            return ident, (f"{noun} {ident}'s seal does not verify: it was changed, or put in, "
+                           "without the seal key (its chain recomputed)")
+        prev, expected, count = row["hash"], expected + 1, count + 1
+        if v is not None:
+            v.counts[chain.table], v.heads[chain.table] = count, prev
+    if v is not None:
+        v.counts.setdefault(chain.table, 0)
+        v.heads.setdefault(chain.table, GENESIS)
+    return None
 
 
 def _verify_chain(db: sqlite_utils.Database, table: str, fields: tuple[str, ...],
                   noun: str) -> tuple[int, int | None, str]:
-    prev, count, expected_id = GENESIS, 0, 1
-    for row in db.query(f"SELECT * FROM {table} ORDER BY id"):
-        count += 1
-        ident = row["id"]
-        if ident != expected_id:
-            return count, ident, f"{noun} {expected_id} is missing (next {noun} is {ident})"
-        if row["prev_hash"] != prev:
-            return count, ident, f"{noun} {ident} does not follow {noun} {ident - 1}"
-        if row_hash(row, fields) != row["hash"]:
-            return count, ident, f"{noun} {ident} was changed after it was written"
-        prev, expected_id = row["hash"], expected_id + 1
-    return count, None, ""
+    """The former chain walk (links and hashes, no seals): (rows, first bad id, why)."""
+    v = Verification()
+    problem = _walk(db.query(f"SELECT * FROM {table} ORDER BY id"), Chain(table, fields, noun),
+                    None, v)
+    return v.counts.get(table, 0), (problem[0] if problem else None), \
+        (problem[1] if problem else "")
 
 
-def _retry_locked(fn: Any, seconds: float = 30.0) -> Any:
+def _summary(v: Verification) -> str:
+    n = v.counts
+    tail = f" and {n['events']} departures" if n.get("events") else ""
+    parts = [f"{n.get('decisions', 0)} decisions{tail}, chain intact"]
+    more = [f"{n[c]} {w}" for c, w in (("approvals", "approvals"), ("quarantine", "moves"),
+                                       ("updates", "updates")) if n.get(c)]
+    if more:
+        parts.append(", ".join(more) + " intact")
+    sealed = f"sealed (key {v.key_id}), every count matches its sealed head"
+    before = {c: v.chained_only[c] for c in CHAINS if v.chained_only.get(c)}
+    if before:
+        sealed += (f"; sealed since {v.since}: the rows written before then were sealed as "
+                   "they stood, only chained before ("
+                   + ", ".join(f"{c} 1-{k}" for c, k in before.items()) + ")")
+    parts.append(sealed)
+    if v.cache_unverified:
+        parts.append(f"{v.cache_unverified} file-cache rows do not verify and are ignored "
+                     "(those files are read again)")
+    return "; ".join(parts)
+
+
+def _same_verdict(text: str | None, d: dict[str, Any]) -> bool:
+    """The cached verdict says what its decision row says (its evidence is sealed with it)."""
+    try:
+        v = json.loads(text or "")
+        return v["kind"] == d["kind"] and v["c2pa"] == d["c2pa"] and v.get("error") == d["error"]
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return str(os.getuid())
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _retry_locked(fn: Callable[[], T], seconds: float = 30.0) -> T:
     """Retry what SQLite refuses with "locked" without calling its busy handler (a journal
     mode change, a lock upgrade) while another process opens the same ledger."""
-    import time
-
     deadline = time.monotonic() + seconds
     while True:
         try:
             return fn()
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            if not _locked(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
 

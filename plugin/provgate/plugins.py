@@ -25,20 +25,26 @@ log = logging.getLogger("provgate")
 
 def manager() -> pluggy.PluginManager:
     """The built-in plugins and every installed ``provgate`` entry point."""
-    from provgate import notify
+    from provgate import notify, pixels
 
     pm = pluggy.PluginManager("provgate")
     pm.add_hookspecs(hookspecs)
     pm.register(notify.BuiltinNotifiers(), name="provgate.builtin_notifiers")
+    pm.register(pixels.PixelDetector(), name="provgate.pixels")
     pm.load_setuptools_entrypoints("provgate")
     return pm
+
+
+def check_settings(policy: Policy) -> None:
+    """Refuse, at start, detector settings the built-in detectors do not understand."""
+    from provgate import pixels
+
+    pixels.PixelLimits.from_settings(policy.detectors.get("pixels"))
 
 
 def detect(pm: pluggy.PluginManager, path: str, meta: Metadata, policy: Policy) -> list[Signal]:
     """Signals from every detector plugin for one file. A detector that raises or returns
     something that is not evidence is logged and skipped: it never stops the gate."""
-    if not pm.hook.provgate_detect.get_hookimpls():
-        return []
     out: list[Signal] = []
     try:
         results = pm.hook.provgate_detect(path=path, metadata=meta.tags,

@@ -7,8 +7,10 @@ made it (``rule``) and says why in a sentence a producer understands (``reason``
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,8 +88,11 @@ class Policy:
             name: sum(_STRENGTH[self.action_for(name, k)[0]] for k in KINDS)
             + sum(_STRENGTH[a] for a in zone.get("c2pa", {}).values())
             for name, zone in self.zones.items()}
-        self._root_prefixes = sorted((r.rstrip(os.sep) + os.sep for r in self.roots),
-                                     key=len, reverse=True)
+        # (root + "/", the root's parent + "/"): globs see the root's own name, so a root
+        # that is itself a final folder is final
+        self._root_prefixes = sorted(
+            ((r.rstrip(os.sep) + os.sep, os.path.dirname(r.rstrip(os.sep)).rstrip(os.sep)
+              + os.sep) for r in self.roots), key=lambda p: len(p[0]), reverse=True)
         if self.default_zone not in self.zones and self.default_zone != "default":
             raise ConfigError(f"{self.source}: default_zone: no zone named {self.default_zone!r} "
                               f"(zones: {', '.join(self.zones) or 'none'})")
@@ -175,29 +180,44 @@ class Policy:
     # -- decisions -------------------------------------------------------------------------
 
     def zone_of(self, asset: Asset, override: str | None = None) -> str:
-        """The zone of a file, from its own absolute path: never from the folder a command
-        was pointed at, so ``.../final/a.jpg`` is final whether the delivery, a subfolder,
-        the file or a ``--from`` list named it.
+        """The zone of a file, from its own path: never from the folder a command was
+        pointed at, so ``.../final/a.jpg`` is final whether the delivery, a subfolder, the
+        file or a ``--from`` list named it. The path as given and the real path (through
+        links) are both matched, and the stricter zone wins, so a link cannot take a
+        deliverable out of its zone.
 
-        Relative globs see the path below the policy root that holds the file (the whole
-        absolute path when no root holds it, or no roots are set); globs that start with
-        ``/`` see the absolute path. When several zones match, the stricter one wins.
+        Relative globs see the path from the policy root that holds the file, the root's own
+        folder name included (the whole absolute path when no root holds it); globs that
+        start with ``/`` see the absolute path. Folder names are compared as a person reads
+        them (Unicode-normalised, invisible characters and trailing dots or spaces dropped).
         """
         if override:
             return override
-        path = asset.path
-        rel = self._below_root(path)
-        hits = [name for name, rel_globs, abs_globs in self._zone_globs
-                if rel_globs.match(rel) or abs_globs.match(path)]
+        hits: list[str] = []
+        for path in _as_given_and_real(asset.path):
+            rel = _readable(self._below_root(path))
+            hits += [name for name, rel_globs, abs_globs in self._zone_globs
+                     if name not in hits and (rel_globs.match(rel) or abs_globs.match(path))]
         if not hits:
             return self.default_zone
         return max(hits, key=lambda z: (self._strictness[z], -hits.index(z)))
 
     def _below_root(self, path: str) -> str:
-        for root in self._root_prefixes:
+        for root, parent in self._root_prefixes:
             if path.startswith(root):
-                return path[len(root):].replace(os.sep, "/")
+                return path[len(parent):].replace(os.sep, "/")
         return path.lstrip(os.sep).replace(os.sep, "/")
+
+    @property
+    def warnings(self) -> list[str]:
+        """What in this policy cannot work as its author meant: a relative zone glob that
+        does not start with ``**/`` matches, with no roots, only from the filesystem's top."""
+        if self.roots:
+            return []
+        return [f"{self.source}: zones.{name}.paths: {pat!r} is relative and the policy has "
+                f"no roots, so it only matches /{pat}; start it with **/ or set roots"
+                for name, zone in self.zones.items() for pat in zone.get("paths", [])
+                if not pat.startswith(("/", "**"))]
 
     def action_for(self, zone: str, kind: str) -> tuple[str, str]:
         """The action the policy gives ``kind`` in ``zone``, and the line that says so."""
@@ -235,6 +255,34 @@ class Policy:
         """Media a cut uses that is not there (missing, offline, not a local file) blocks
         the cut: what cannot be judged cannot go, and no approval can bind to it."""
         return Decision("block", zone, "timeline.missing_media", what)
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
+def _as_given_and_real(path: str) -> tuple[str, ...]:
+    """The path, and where it really is when a link is on the way (folders cached)."""
+    folder, name = os.path.split(path)
+    real = os.path.join(_real_folder(folder), name)
+    if os.path.islink(real):
+        real = os.path.realpath(real)
+    return (path,) if real == path else (path, real)
+
+
+_INVISIBLE = dict.fromkeys(c for c in range(0x2000, 0x2070)
+                           if unicodedata.category(chr(c)) == "Cf")
+_INVISIBLE[0xFEFF] = None
+
+
+def _readable(rel: str) -> str:
+    """A path as a person reads it: ``ＦＩＮＡＬ``, ``final\u200b``, ``final.`` and
+    ``final `` all read "final" (Windows and macOS users cannot tell them apart)."""
+    if rel.isascii() and " /" not in rel and "./" not in rel:
+        return rel
+    rel = unicodedata.normalize("NFKC", rel).translate(_INVISIBLE)
+    return "/".join(part.rstrip(" .") or part for part in rel.split("/"))
 
 
 def _reason(verdict: Verdict, zone: str, action: str, rule: str) -> str:

@@ -10,6 +10,9 @@ delivery storage needs on top of it (FIELD-NOTES.md):
   UTF-8) are read through a private symlink with a plain name; every path is absolute, so no
   name can ever be taken for an option;
 - one bad file never fails the batch: results are matched to inputs by ``SourceFile``;
+- ``-fast`` stops ExifTool at a WAV's audio (an AVI's movie) data and after a GIF's first
+  comment: a file whose RIFF holds chunks after its media (LIST INFO, ``id3 ``, Adobe's
+  ``_PMX`` XMP), or a GIF with a comment, is read again without it;
 - a file ExifTool reads with a truncation or corruption warning, or whose end a bounded check
   finds cut short, carries that finding as ``damage`` (signatures.toml ``[integrity]``).
 """
@@ -44,9 +47,14 @@ from provgate.errors import ConfigError, ExifToolUnavailable
 
 MIN_VERSION = (12, 15)
 # -G3:1 keeps every copy of a repeated tag, keyed by document (SIGNALS.md 3.3): the JSON
-# output otherwise drops all but the first manifest. -fast is safe, -fast2 is not.
-COMMON_ARGS = ["-json", "-G3:1", "-a", "-n", "-q", "-fast", "-charset", "filename=utf8",
+# output otherwise drops all but the first manifest.
+COMMON_ARGS = ["-json", "-G3:1", "-a", "-n", "-q", "-charset", "filename=utf8",
                "-api", "largefilesupport=1"]
+# every first read: -fast spares preallocated and large files a scan to their end (-fast2 is
+# not safe). It is not a common argument because common ones come last and cannot be undone:
+# the files -fast reads short (a RIFF's chunks after its media data, a GIF's blocks after its
+# first comment) are read again without it.
+FAST_ARGS = ["-fast"]
 ALWAYS_TAGS = ["-File:FileType", "-File:MIMEType", "-ExifTool:Error", "-ExifTool:Warning"]
 _DOC_PREFIX = re.compile(r"^(Main|Doc[0-9-]+):")
 
@@ -269,7 +277,11 @@ class ExifToolPool:
     def _read_isolating(self, proc: _Process, paths: list[str]) -> dict[str, Metadata]:
         """Read a batch; on a hang or crash restart ExifTool and split until the culprit is alone."""
         try:
-            return self._read(proc, paths)
+            found = self._read(proc, paths, _FAST)
+            again = [p for p in paths if _read_short(p, found[p])]
+            if again:  # -fast stopped before the end: what follows was never read
+                found.update(self._read(proc, again))
+            return found
         except (ProbeTimeout, ProbeCrashed) as exc:
             self._restart(proc)
             if len(paths) == 1:
@@ -286,11 +298,12 @@ class ExifToolPool:
         except Exception as exc:  # noqa: BLE001
             raise ExifToolUnavailable(f"ExifTool could not be restarted: {exc}") from exc
 
-    def _read(self, proc: _Process, paths: list[str]) -> dict[str, Metadata]:
+    def _read(self, proc: _Process, paths: list[str],
+              options: tuple[bytes, ...] = ()) -> dict[str, Metadata]:
         names = {self._argument_name(p): p for p in paths}
         try:
-            out, _err = proc.call([*self.tag_args, *(n.encode("utf-8") for n in names)],
-                                  self.timeout)
+            out, _err = proc.call([*options, *self.tag_args,
+                                   *(n.encode("utf-8") for n in names)], self.timeout)
         finally:
             for name, original in names.items():
                 if name != original:
@@ -539,6 +552,47 @@ def _riff_sizes(path: str) -> tuple[str, int, int] | None:
 def _riff_damage(path: str) -> str | None:
     sizes = _riff_sizes(path)
     return _declared_size_damage(*sizes) if sizes else None
+
+
+_FAST = tuple(a.encode() for a in FAST_ARGS)
+# RIFF forms whose media data ends ExifTool's -fast read (RIFF.pm: 'data', 'idx1', 'LIST_movi')
+_RIFF_MEDIA = frozenset({"WAV", "AVI"})
+
+
+def _read_short(path: str, meta: Metadata) -> bool:
+    """Whether -fast stopped ExifTool before metadata this file holds: chunks after a RIFF's
+    media data (RIFF.pm), blocks after a GIF's first comment (GIF.pm)."""
+    if meta.error:
+        return False
+    if meta.file_type == "GIF":
+        return any(key.endswith(":Comment") for key in meta.tags)
+    return meta.file_type in _RIFF_MEDIA and _riff_after_media(path)
+_RIFF_NOT_METADATA = frozenset({b"idx1", b"JUNK", b"junk", b"PAD ", b"FLLR", b"fake"})
+
+
+def _riff_after_media(path: str) -> bool:
+    """Whether a RIFF file holds a chunk after its media data (``data``, ``LIST movi``)
+    that ExifTool's -fast never reads: chunk headers only, at most 64 of them."""
+    def walk(fd: int, size: int) -> bool:
+        head = os.pread(fd, 12, 0)
+        if len(head) < 12 or head[:4] != b"RIFF":
+            return False
+        end = min(size, struct.unpack("<I", head[4:8])[0] + 8)
+        pos, past_media = 12, False
+        for _ in range(64):
+            hdr = os.pread(fd, 12, pos)
+            if len(hdr) < 8 or pos + 8 > end:
+                return False
+            cid, length = hdr[:4], struct.unpack("<I", hdr[4:8])[0]
+            if not all(32 <= b < 127 for b in cid):
+                return False  # not a chunk: padding or trailing bytes
+            if past_media and cid not in _RIFF_NOT_METADATA:
+                return True
+            if cid == b"data" or (cid == b"LIST" and hdr[8:12] == b"movi"):
+                past_media = True
+            pos += 8 + length + (length & 1)
+        return False
+    return bool(_with_file(path, walk))
 
 
 def _riff_trailing_bytes(path: str) -> bool:

@@ -58,7 +58,8 @@ def build(ledger: Ledger, since: str | None = None, path: str | None = None,
     """The report as data: what the ledger says now about each file in the filter."""
     count, broken, message = ledger.verify()
     approvals = {a.id: a for a in ledger.approvals()}
-    moves = {m["decision_id"]: m for m in ledger.moves()}
+    # every row, verified or not: a broken ledger is reported as broken, with what it holds
+    moves = {m["decision_id"]: m for m in ledger.moves(verified=False)}
     departures = {e["path"]: e for e in ledger.events()}  # the latest per path wins
     now = datetime.now(timezone.utc)
     files = []

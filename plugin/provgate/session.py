@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from provgate import __version__, actions, credentials, plugins, stages
+from provgate import __version__, actions, credentials, data, plugins, safefs, stages
 from provgate.assets import Asset, discover
 from provgate.credentials import CredentialChecker
 from provgate.errors import ConfigError
@@ -29,7 +29,7 @@ from provgate.stages import Judged
 from provgate.vocabulary import MODES
 
 # bumped when judging changes in code (not in the catalogue): cached verdicts are read again
-JUDGE_VERSION = 2
+JUDGE_VERSION = 3
 
 
 @dataclass
@@ -58,6 +58,9 @@ class Options:
     def __post_init__(self) -> None:
         if self.mode and self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if self.zone is not None and not self.zone.strip():
+            raise ConfigError("--zone is empty (an unset variable?): name a zone, or leave "
+                              "the option out")
         if self.zone and self.zone not in self.policy.zones and self.zone != self.policy.default_zone:
             raise ConfigError(f"unknown zone {self.zone!r}: the policy defines "
                               f"{', '.join(self.policy.zones) or 'no zones'}")
@@ -75,6 +78,7 @@ class Session:
         trust = self.policy.trust_bundle()
         self.checker = CredentialChecker(self.catalogue, trust)
         self.plugins = plugins.manager()
+        plugins.check_settings(self.policy)
         self.ledger = Ledger(self.policy.ledger_path(opts.ledger), scratch=not opts.record)
         self.quarantine_dir = self.policy.quarantine_path(opts.quarantine)
         self.notifier = plugins.Notifier(self.policy.notifiers, self.plugins)
@@ -82,11 +86,16 @@ class Session:
         self.run_info = Run(self.mode, self.policy.digest, trust.digest, opts.actor, self.user)
         installed = credentials.installed()
         self._c2pa_version = f"c2pa-python {installed}" if installed else "not installed"
+        # what a cached verdict depends on besides the file: judging code, catalogue, trust,
+        # c2pa-python, and the detector plugins installed and their settings
+        detectors = sorted(name for name, _ in self.plugins.list_name_plugin())
         self.cache_key = hashlib.sha256(
-            f"{JUDGE_VERSION}|{self.catalogue.digest}|{trust.digest}|{installed}".encode()
-        ).hexdigest()[:16]
+            f"{JUDGE_VERSION}|{self.catalogue.digest}|{trust.digest}|{installed}|{detectors}|"
+            f"{data.digest(self.policy.detectors)}".encode()).hexdigest()[:16]
         self.hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="provgate-hash")
-        self.planned: set[Path] = set()  # quarantine names given out in this session
+        # quarantine names given out in this session, and those failed moves keep
+        self.planned: set[Path] = set()
+        self.walked: set[str] = set()  # every file the walks of this session listed
         self._pool: ExifToolPool | None = None
         self._pool_lock = threading.Lock()
         self._tools: dict[str, Any] | None = None
@@ -131,11 +140,21 @@ class Session:
 
     def run(self, paths: Iterable[str], progress: Callable[[int], None] | None = None,
             root: str | None = None) -> Iterator[Record]:
-        """Judge every file under ``paths``; yields one record per file, in walk order."""
-        walk = discover(list(paths), [*self.policy.include, *self.opts.include],
+        """Judge every file under ``paths``; yields one record per file, in walk order.
+        ``walked`` then holds every file the walk listed."""
+        paths = list(paths)
+        if self.mode == "enforce":
+            self.check_quarantine([*paths, *([root] if root else [])])
+        walk = discover(paths, [*self.policy.include, *self.opts.include],
                         [*self.policy.exclude, *self.opts.exclude], self.policy.skip_hidden,
-                        root, prune=[str(self.quarantine_dir)])
+                        root, seen=self.walked)
         yield from self.pipeline(_chunks(walk, self.opts.batch_size), progress)
+
+    def check_quarantine(self, gated: list[str]) -> None:
+        """Refuse, before anything runs, a quarantine inside what is gated or watched: what
+        it held would stay in the delivery. (A quarantine another user could reach into is
+        refused move by move: the decisions are still recorded, the files left in place.)"""
+        safefs.quarantine_outside(self.quarantine_dir, [*self.policy.roots, *gated])
 
     def admit(self, assets: list[Asset]) -> list[Asset]:
         """Files the walk marked as left out are dropped, except in a zone that holds what it
@@ -216,9 +235,33 @@ class Session:
         return records
 
     def recover(self) -> list[str]:
-        """Finish moves a crash interrupted (the decision was committed, the move was not)."""
-        return [stages.finish_move(self, move, self.ledger.decision(move["decision_id"]) or {})
+        """Finish moves a crash interrupted (the decision was committed, the move was not),
+        and try again the moves that failed (a full or unusable quarantine)."""
+        done = [stages.finish_move(self, move, self.ledger.decision(move["decision_id"]) or {})
                 for move in self.ledger.moves("pending")]
+        return done + self.retry_failed()
+
+    def retry_failed(self) -> list[str]:
+        """Failed moves whose file is still the one decided, and still blocked, are tried
+        again; the names the rest keep are reserved, so no new move is planned onto them."""
+        failed = self.ledger.moves("failed")
+        done = []
+        for r in actions.retry_failed(failed, self._still_blocked, roots=self.policy.roots):
+            self.ledger.update_move(r.move_id, state=r.state, error=r.error)
+            done.append(r.outcome)
+        for move in self.ledger.moves("failed"):
+            self.planned.add(Path(move["quarantined_path"]))
+            self.planned.update(Path(e["quarantined_path"])
+                                for e in actions.move_sidecars(move))
+        return done
+
+    def _still_blocked(self, move: dict[str, Any]) -> dict[str, Any] | None:
+        """The decision a failed move carries out, unless a newer decision about the file (an
+        approval, a changed file) has replaced it."""
+        row = self.ledger.cached_files([move["original_path"]]).get(move["original_path"])
+        if row and row["decision_id"] != move["decision_id"]:
+            return None
+        return self.ledger.decision(move["decision_id"])
 
 
 def _done(value: Any) -> Future[Any]:

@@ -32,14 +32,13 @@ from provgate.probe import Metadata
 from provgate.record import Reading, Record, Verdict, text_path, unreadable
 from provgate.signals import MatchDeadline, Signal
 from provgate.verdict import combine_members, judge as judge_signals
+from provgate.vocabulary import AI_KINDS
 
 if TYPE_CHECKING:
     from provgate.session import Session
 
 log = logging.getLogger("provgate")
 _BIG_FILE = 64 << 20  # hashed in a task of its own
-# ExifTool's names for containers; a file it cannot identify may be one it does not know
-_ARCHIVE_TYPES = frozenset({"ZIP", "TAR", "GZIP", "7Z", "RAR", "BZ2", "XZ", "ZSTD"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +129,8 @@ def _fingerprint_all(assets: list[Asset]) -> list[Asset]:
 
 def judge(s: Session, reading: Reading, nested: bool = False) -> Verdict:
     """The verdict for one file, within the ``--timeout`` deadline (a crafted field must not
-    stall the rest: past it, the file is unreadable). An archive's members are judged too."""
+    stall the rest: past it, the file is unreadable). An archive's members are judged too, and
+    so are those of a zip appended to any file (a polyglot)."""
     meta = reading.meta
     if reading.asset.error:  # the OS's reason (permission, vanished) says more than ExifTool's
         meta = Metadata(meta.path, meta.tags, reading.asset.error, meta.warnings, meta.damage)
@@ -138,9 +138,15 @@ def judge(s: Session, reading: Reading, nested: bool = False) -> Verdict:
         own = _judge_file(s, reading.asset, meta, reading.sidecars)
     except MatchDeadline as exc:
         return unreadable(str(exc))
-    if nested or not _maybe_archive(meta) or not archives.is_archive(reading.asset.path):
+    if nested:  # the expansion laid out its nested archives and appended zips already
         return own
-    return _judge_archive(s, reading.asset, own)
+    found = _maybe_archive(reading.asset)
+    verdict = own
+    if found.kind:
+        verdict = _judge_archive(s, reading.asset, verdict)
+    if found.appended:
+        verdict = _judge_archive(s, reading.asset, verdict, appended=True)
+    return verdict
 
 
 def _judge_file(s: Session, asset: Asset, meta: Metadata,
@@ -165,14 +171,23 @@ def _judge_file(s: Session, asset: Asset, meta: Metadata,
     return judge_signals(meta, _unique(signals), state, details, tuple(warnings))
 
 
-def _judge_archive(s: Session, asset: Asset, own: Verdict) -> Verdict:
-    """An archive is opened read-only (bounded: size, count, depth, ratio, time) and every
-    member judged like a file of the delivery; one that cannot be opened is unreadable."""
+def _judge_archive(s: Session, asset: Asset, own: Verdict, appended: bool = False) -> Verdict:
+    """An archive (or the zip ``appended`` to a file) is opened read-only (bounded: size,
+    count, depth, ratio, time) and every member judged like a file of the delivery; one that
+    cannot be opened, or whose judging fails in any way, is unreadable, never a crash."""
+    what = "appended zip" if appended else "archive"
     try:
-        with archives.expanded(asset.path) as members:
-            return combine_members(own, _judge_members(s, members))
+        with archives.expanded(asset.path, appended=appended) as members:
+            return combine_members(own, _judge_members(s, members), appended=appended)
     except archives.ArchiveError as exc:
-        return replace(own, kind="unreadable", error=f"archive not judged: {exc}")
+        reason = f"{what} not judged: {exc}"
+    except Exception as exc:  # noqa: BLE001 - whatever a crafted archive provokes
+        log.warning("%s of %s not judged", what, text_path(asset.path), exc_info=True)
+        reason = f"{what} not judged: {type(exc).__name__}: {exc}"
+    # what could not be judged holds the file, unless a generated signal already holds it harder
+    # (an archive's own error is ExifTool's about the container; a polyglot host's is its own)
+    return replace(own, kind=own.kind if own.kind in AI_KINDS else "unreadable",
+                   error="; ".join(e for e in (own.error if appended else None, reason) if e))
 
 
 def _judge_members(s: Session, members: list[archives.Member]) -> list[tuple[str, Verdict]]:
@@ -190,8 +205,14 @@ def _judge_members(s: Session, members: list[archives.Member]) -> list[tuple[str
     return out
 
 
-def _maybe_archive(meta: Metadata) -> bool:
-    return meta.file_type in _ARCHIVE_TYPES or (bool(meta.error) and not meta.file_type)
+def _maybe_archive(asset: Asset) -> archives.Layout:
+    """What the file's own bytes hold (whatever ExifTool's file type says: a zip whose first
+    member is ``mimetype`` is ODT or EPUB to it, a tar whose first name starts ``GIF89a`` a
+    GIF): an archive by its first bytes, a zip appended at its end. Looked at while the file
+    was hashed (its first 512 and last 64 KiB + 22 bytes); read now only if it was not."""
+    if asset.error:
+        return archives.Layout()
+    return asset.layout if asset.layout is not None else archives.layout(asset.path)
 
 
 def _written_by_provgate(meta: Metadata) -> bool:
@@ -307,7 +328,7 @@ def finish_move(s: Session, move: dict[str, Any], decision: dict[str, Any],
                 problems: list[str] | None = None) -> str:
     """Make one committed move; the ledger says how it ended."""
     try:
-        actions.quarantine(move, decision)
+        actions.quarantine(move, decision, roots=s.policy.roots)
     except ActionError as exc:
         s.ledger.update_move(move["id"], state="failed", error=str(exc))
         log.error("%s", exc)

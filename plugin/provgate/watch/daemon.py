@@ -8,7 +8,6 @@ disk under the ledger, a locked ledger) is logged, backed off and followed by a 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -20,8 +19,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from provgate import safefs
 from provgate.assets import Asset, Filter, media_of, relative, sidecars_of, stat_asset
-from provgate.errors import ConfigError, LedgerError, ProvgateError
+from provgate.errors import ConfigError, ProvgateError
 from provgate.ledger import check_folder
 from provgate.policy import Policy
 from provgate.record import Record
@@ -34,6 +34,7 @@ from provgate.watch.sidecars import stands_for
 log = logging.getLogger("provgate")
 MAX_FAILURES = 8  # the same loop duty failing this often in a row stops the daemon
 STREAM_SECONDS = 5.0  # longest one stream of settled files runs before the loop's other duties
+RETRY_SECONDS = 300.0  # how often failed quarantine moves are tried again
 
 
 @dataclass
@@ -165,6 +166,8 @@ class Watcher:
         session: Session | None = None
         try:
             session = Session(self.opts)
+            if session.mode == "enforce":
+                session.check_quarantine(self.roots)
             for moved in session.recover():
                 log.info("finished an interrupted move: %s", moved)
             self.observers.start(self.roots)
@@ -182,11 +185,15 @@ class Watcher:
 
     def _loop(self, session: Session) -> None:
         next_status = 0.0
+        next_retry = time.monotonic() + RETRY_SECONDS
         while not self._stop.is_set():
             session = self._maybe_reload(session)
             self._check_roots()
             for duty in (self._record_departures, self._rescan_requested, self._settled_batch):
                 self._do(duty, session)
+            if time.monotonic() >= next_retry:
+                self._do(self._retry_moves, session)
+                next_retry = time.monotonic() + RETRY_SECONDS
             if time.monotonic() >= next_status:
                 self._retry_denied()
                 self.queue.release_stuck()
@@ -245,6 +252,12 @@ class Watcher:
         return new
 
     # -- duties ------------------------------------------------------------------------------
+
+    def _retry_moves(self, session: Session) -> None:
+        """Moves that failed (a full quarantine) are tried again once in a while, not at every
+        beat: a retry may hash a large file."""
+        for outcome in session.retry_failed():
+            log.info("retried a failed quarantine move: %s", outcome)
 
     def _record_departures(self, session: Session) -> None:
         with self._lock:
@@ -327,33 +340,19 @@ class Watcher:
 
     # -- lock and status ---------------------------------------------------------------------
 
-    def _lock_path(self) -> Path:
-        return Path(str(self.opts.policy.ledger_path(self.opts.ledger)) + ".watch.lock")
-
     def status_path(self) -> Path:
         return status_path(self.opts)
 
     def _take_lock(self) -> None:
-        path = self._lock_path()
-        check_folder(path).mkdir(parents=True, exist_ok=True)
-        fh = open(path, "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            other = fh.read().strip()
-            fh.close()
-            raise LedgerError(f"another provgate watch (pid {other or '?'}) already uses this "
-                              f"ledger; stop it first or give --ledger") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._lockfile = fh
+        """One daemon per ledger, however its path is spelled: the lock keys on the ledger's
+        real file (safefs.open_lock), never follows a planted link, and is private."""
+        ledger = self.opts.policy.ledger_path(self.opts.ledger)
+        check_folder(ledger)
+        self._lockfile = safefs.open_lock(ledger, parents=True)
 
     def _release_lock(self) -> None:
         if self._lockfile:
-            self._lockfile.close()
+            self._lockfile.release()
             self._lockfile = None
 
     def _write_status(self, stopped: bool = False) -> None:
@@ -363,11 +362,9 @@ class Watcher:
                "rescans": self.stats.rescans, "started": self.stats.started,
                "last_batch": self.stats.last_batch, "policy_digest": self.opts.policy.digest}
         path = self.status_path()
-        tmp = path.with_suffix(".tmp")
         try:
-            tmp.write_text(json.dumps(doc, indent=2))
-            os.replace(tmp, path)
-        except OSError as exc:
+            safefs.write_private(path, json.dumps(doc, indent=2))
+        except (OSError, ProvgateError) as exc:
             log.error("cannot write the status file %s: %s", path, exc)
 
 
@@ -376,7 +373,8 @@ def status_path(opts: Options) -> Path:
 
 
 def read_status(opts: Options) -> dict[str, Any] | None:
+    """The heartbeat, or None when no daemon wrote one (or it is not provgate's to trust)."""
     try:
-        return json.loads(status_path(opts).read_text())
-    except (OSError, ValueError):
+        return json.loads(safefs.read_private(status_path(opts)))
+    except (OSError, ValueError, ProvgateError):
         return None
