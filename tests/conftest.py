@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,9 @@ from click.testing import CliRunner
 
 from provgate import data
 from provgate.cli import main
+from provgate.ledger import Ledger
+from provgate.session import Options
+from provgate.watch import Watcher
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_media"
@@ -154,3 +159,65 @@ def tmpfs(size: str) -> Iterator[Path]:
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
         mnt.rmdir()
+
+
+# -- the watch daemon in a thread ----------------------------------------------------------
+
+class Running:
+    """A watch daemon (Watcher) in a thread, stopped and joined at the end of the test."""
+
+    def __init__(self, roots: list[Path], **kw: object) -> None:
+        opts = Options(mode=kw.pop("mode", "enforce"),  # type: ignore[arg-type]
+                       timeout=kw.pop("timeout", 30.0),  # type: ignore[arg-type]
+                       catalogue=kw.pop("catalogue", None))  # type: ignore[arg-type]
+        self.watcher = Watcher(opts, [str(r) for r in roots], settle=kw.pop("settle", 0.5),
+                               **kw)  # type: ignore[arg-type]
+        self.ledger_path = opts.policy.ledger_path()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.watcher.run()
+        except BaseException as exc:  # noqa: BLE001
+            self.error = exc
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        wait_for(lambda: self.watcher.ready, 30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.watcher.stop()
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive()
+
+    def decisions(self) -> list[dict]:
+        if not self.ledger_path.exists():
+            return []
+        with Ledger(self.ledger_path) as led:
+            return list(led.decisions())
+
+
+    def idle(self) -> bool:
+        return len(self.watcher.queue) == 0
+
+    def events(self) -> list[dict]:
+        if not self.ledger_path.exists():
+            return []
+        with Ledger(self.ledger_path) as led:
+            return list(led.events())
+
+
+def wait_for(cond, timeout: float = 20.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def names(decisions: list[dict]) -> list[str]:
+    return [Path(d["path"]).name for d in decisions]

@@ -119,10 +119,10 @@ def test_archive_typed_as_a_document_or_image_by_exiftool(tmp_path: Path, contai
     assert "HELD" in result.stderr
 
 
-# -- ExifTool's -fast: provenance written after the media data is never read --------------------
-# probe.COMMON_ARGS passes -fast ("safe"). With it ExifTool stops a RIFF file at its `data`
-# chunk (RIFF.pm: "Adobe Bridge stores XMP after this!!") and a GIF after its first comment
-# (GIF.pm), so the provenance of ordinary files is not seen: unknown, allowed in final.
+# -- provenance written after the media data ----------------------------------------------------
+# With -fast ExifTool stops a RIFF file at its `data` chunk (RIFF.pm: "Adobe Bridge stores XMP
+# after this!!") and a GIF after its first comment (GIF.pm); such files are read again without
+# it, so the provenance of ordinary files laid out this way is seen.
 
 _XMP_AI = ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:'
            'ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'

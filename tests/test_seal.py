@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import by_name, run, run_json
+from conftest import SAMPLES, by_name, run, run_json
 from provgate.errors import LedgerError
 from provgate.ledger import (APPROVAL_CHAINED, CHAINED, EVENT_CHAINED, GENESIS, MOVE_CHAINED,
                              Ledger, SealKey, row_hash)
@@ -648,3 +649,28 @@ def test_verify_reports_what_is_sealed(delivery: Path) -> None:
     run_json("scan", delivery)
     code, out = verify()
     assert code == 0 and "7 decisions, chain intact" in out and "sealed (key " in out
+
+
+def test_the_policy_names_the_seal_key_and_keeps_it_out_of_the_roots(tmp_path: Path) -> None:
+    """`seal_key` in the policy: the key is made there (0600), not beside the ledger; a key
+    inside a root (a delivery share) is refused."""
+    from provgate.policy import DEFAULT_POLICY
+
+    delivery = tmp_path / "delivery" / "final"
+    delivery.mkdir(parents=True)
+    shutil.copy2(SAMPLES / "unknown_camera.jpg", delivery / "plate.jpg")
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    policy = tmp_path / "policy.toml"
+    base = DEFAULT_POLICY.read_text().replace('# roots = ["/srv/delivery"]',
+                                              f'roots = ["{tmp_path / "delivery"}"]')
+    policy.write_text(base.replace("version = 1",
+                                   f'version = 1\nseal_key = "{keys / "ledger.key"}"'))
+    assert run("check", delivery, "--policy", policy).exit_code == 0
+    assert (keys / "ledger.key").exists() and (keys / "ledger.key").stat().st_mode & 0o077 == 0
+    inside = policy.read_text().replace(str(keys / "ledger.key"),
+                                        str(tmp_path / "delivery" / "ledger.key"))
+    policy.write_text(inside)
+    other = tmp_path / "state" / "other.db"
+    refused = run("check", delivery, "--policy", policy, "--ledger", other)
+    assert refused.exit_code != 0 and not (tmp_path / "delivery" / "ledger.key").exists()

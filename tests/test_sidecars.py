@@ -10,19 +10,18 @@ import json
 import os
 import shutil
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, by_name, run, run_json
+from conftest import SAMPLES, by_name, names, run, run_json, wait_for
+from conftest import Running as DaemonRunning
 from provgate import data
 from provgate.assets import discover, is_real_sidecar, media_of, sidecar_for, sniff_sidecar
 from provgate.ledger import Ledger
 from provgate import stages
 from provgate.session import Options, Session
-from provgate.watch import Watcher
 
 CLIP = SAMPLES / "sidecar_clip.mov"  # unknown on its own, ai_generated with its sidecar
 CLIP_XMP = SAMPLES / "sidecar_clip.mov.xmp"
@@ -348,50 +347,11 @@ def test_an_old_ledger_gets_the_sidecars_column(final: Path, ledger_path: Path) 
 
 # -- the daemon -------------------------------------------------------------------------------
 
-class Running:
-    """A Watcher in a thread (as in test_watch.py), stopped and joined at the end."""
-
-    def __init__(self, roots: list[Path], mode: str = "enforce", settle: float = 0.8) -> None:
-        opts = Options(mode=mode)
-        self.watcher = Watcher(opts, [str(r) for r in roots], settle=settle)
-        self.ledger_path = opts.policy.ledger_path()
-        self.thread = threading.Thread(target=self.watcher.run, daemon=True)
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        wait_for(lambda: self.watcher.ready, 30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.watcher.stop()
-        self.thread.join(timeout=20)
-        assert not self.thread.is_alive()
-
-    def decisions(self) -> list[dict]:
-        if not self.ledger_path.exists():
-            return []
-        with Ledger(self.ledger_path) as led:
-            return list(led.decisions())
-
-    def idle(self) -> bool:
-        return len(self.watcher.queue) == 0
+def Running(roots: list[Path], mode: str = "enforce", settle: float = 0.8) -> DaemonRunning:  # noqa: N802
+    return DaemonRunning(roots, mode=mode, settle=settle)
 
 
-def wait_for(cond, timeout: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
-def names(decisions: list[dict]) -> list[str]:
-    return [Path(d["path"]).name for d in decisions]
-
-
-def settle_down(w: Running, seconds: float = 2.0) -> None:
+def settle_down(w: DaemonRunning, seconds: float = 2.0) -> None:
     """Wait until nothing is pending, then a little longer, so a late decision would show."""
     wait_for(w.idle)
     time.sleep(seconds)

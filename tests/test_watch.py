@@ -8,13 +8,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, hanging_exiftool, run, tmpfs, without_dac_override
+from conftest import (SAMPLES, Running, hanging_exiftool, names, run, tmpfs, wait_for,
+                      without_dac_override)
 from provgate.errors import LedgerError
 from provgate.ledger import Ledger
 from provgate.session import Options
@@ -22,63 +22,6 @@ from provgate.watch import Watcher, filesystem_type
 
 AI = SAMPLES / "ai_iptc_generated.jpg"
 CLEAN = SAMPLES / "unknown_camera.jpg"
-
-
-class Running:
-    """A Watcher in a thread, stopped and joined at the end of the test."""
-
-    def __init__(self, roots: list[Path], **kw: object) -> None:
-        opts = Options(mode=kw.pop("mode", "enforce"),  # type: ignore[arg-type]
-                       timeout=kw.pop("timeout", 30.0),  # type: ignore[arg-type]
-                       catalogue=kw.pop("catalogue", None))  # type: ignore[arg-type]
-        self.watcher = Watcher(opts, [str(r) for r in roots], settle=kw.pop("settle", 0.5),
-                               **kw)  # type: ignore[arg-type]
-        self.ledger_path = opts.policy.ledger_path()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.watcher.run()
-        except BaseException as exc:  # noqa: BLE001
-            self.error = exc
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        wait_for(lambda: self.watcher.ready, 30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.watcher.stop()
-        self.thread.join(timeout=20)
-        assert not self.thread.is_alive()
-
-    def decisions(self) -> list[dict]:
-        if not self.ledger_path.exists():
-            return []
-        with Ledger(self.ledger_path) as led:
-            return list(led.decisions())
-
-
-    def events(self) -> list[dict]:
-        if not self.ledger_path.exists():
-            return []
-        with Ledger(self.ledger_path) as led:
-            return list(led.events())
-
-
-def wait_for(cond, timeout: float = 15.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
-def names(decisions: list[dict]) -> list[str]:
-    return [Path(d["path"]).name for d in decisions]
 
 
 @pytest.fixture
@@ -603,3 +546,36 @@ def test_files_include_applies_to_events_as_to_the_walk(root: Path, tmp_path: Pa
     assert set(by) == {"plate.png", "kept.jpg"}
     assert by["plate.png"]["action"] == "escalate"
     assert "outside files.include" in by["plate.png"]["error"]
+
+
+_SLOW_CONFIG = """
+%Image::ExifTool::UserDefined = (
+    'Image::ExifTool::Composite' => {
+        SlowForTest => { Require => 'FileName', ValueConv =>
+            'if ($val =~ /slow/) { open(my $fh, ">", $ENV{SLOW_MARKER}); close($fh); sleep(4); } $val' },
+    },
+);
+1;
+"""
+
+
+def test_the_heartbeat_goes_on_while_a_file_is_slow_to_judge(
+        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The status file and the watchdog beat come from their own thread: a long read does
+    not make a working daemon look dead to `provgate status` or to systemd."""
+    from provgate.watch import read_status
+
+    config, marker = tmp_path / "slow.config", tmp_path / "reading"
+    config.write_text(_SLOW_CONFIG)
+    monkeypatch.setenv("PROVGATE_EXIFTOOL_CONFIG", str(config))
+    monkeypatch.setenv("SLOW_MARKER", str(marker))
+    with Running([root], mode="warn", status_interval=0.2) as w:
+        shutil.copy2(AI, root / "ep101" / "final" / "slow_key_art.jpg")
+        wait_for(marker.exists, 20)  # ExifTool is busy with it for 4 s
+        first = read_status(w.watcher.opts)
+        time.sleep(1.0)
+        second = read_status(w.watcher.opts)
+        assert first and second and second["time"] - first["time"] >= 0.5
+        assert second["state"] == "running" and w.decisions() == []
+        got = wait_for(lambda: w.decisions(), 20)
+    assert got[0]["action"] == "block"

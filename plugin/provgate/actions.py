@@ -32,6 +32,7 @@ from typing import Any
 from provgate import data, safefs
 from provgate.assets import fingerprint
 from provgate.errors import ActionError
+from provgate.record import text_path
 from provgate.safefs import Access, UnsafePath
 
 RECEIPT_SUFFIX = ".provgate-receipt.json"
@@ -72,8 +73,8 @@ def receipt(move: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
         "receipt_version": 1,
         "move_id": move["id"],
         "decision_id": move["decision_id"],
-        "original_path": _text(move["original_path"]),  # the exact name, or \xNN escapes
-        "quarantined_path": _text(move["quarantined_path"]),
+        "original_path": text_path(move["original_path"]),  # the exact name, or \xNN escapes
+        "quarantined_path": text_path(move["quarantined_path"]),
         "fingerprint": move["fingerprint"],
         "size": move["size"],
         "time": move["created"],
@@ -82,8 +83,8 @@ def receipt(move: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
         "decision": {k: record.get(k) for k in ("kind", "c2pa", "zone", "rule", "action",
                                                  "reason", "policy_digest")},
         # the sidecars (XMP, C2PA) that travel with the file; restore brings them back too
-        "sidecars": [{"original_path": _text(e["original_path"]),
-                      "quarantined_path": _text(e["quarantined_path"]),
+        "sidecars": [{"original_path": text_path(e["original_path"]),
+                      "quarantined_path": text_path(e["quarantined_path"]),
                       "fingerprint": e["fingerprint"], "size": e["size"]}
                      for e in move_sidecars(move)],
     }
@@ -241,7 +242,7 @@ def restore(move: dict[str, Any], *, group: int | str | None = None,
             except FileNotFoundError:
                 return False
 
-        sidecars = [{**e, "original_path": _text(e["original_path"])} for e in move_sidecars(move)
+        sidecars = [{**e, "original_path": text_path(e["original_path"])} for e in move_sidecars(move)
                     if held_in_quarantine(Path(e["quarantined_path"]))]
         held = _lstat_at(qfd, src.name)
         if os.path.lexists(dst) and not _same(_lstat(dst), held):
@@ -344,16 +345,16 @@ def place_sidecars(entries: list[dict[str, Any]], *, access: Access | None = Non
                     _finish(src, qfd, dst)  # moved before a crash: drop the source if the same
                     continue
                 if not os.path.lexists(src):
-                    problems.append(f"sidecar {_text(str(src))} was gone before it could "
+                    problems.append(f"sidecar {text_path(str(src))} was gone before it could "
                                     "follow its media file")
                     continue
                 with _source(src) as s:
                     _place(s, qfd, dst, e["fingerprint"], into_quarantine=True)
                 _finish(src, qfd, dst)
         except OSError as exc:
-            problems.append(f"sidecar {_text(str(src))} left in place: {_why(exc)}")
+            problems.append(f"sidecar {text_path(str(src))} left in place: {_why(exc)}")
         except ActionError as exc:
-            problems.append(f"sidecar {_text(str(src))} left in place: {exc}")
+            problems.append(f"sidecar {text_path(str(src))} left in place: {exc}")
     return problems
 
 
@@ -610,15 +611,6 @@ def _fingerprint_of(path: Path) -> str | None:
             return safefs.fingerprint_fd(s.fd)
     except (OSError, ActionError):
         return None
-
-
-def _text(path: str) -> str:
-    """A path as JSON text can hold (undecodable bytes as ``\\xNN``), as in the ledger."""
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _why(exc: OSError) -> str:

@@ -23,6 +23,7 @@ from provgate.assets import (fingerprint, line_break_names, listed_files, missin
                              read_path_list)
 from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, EXIT_USAGE, ProvgateError
 from provgate.ledger import Ledger
+from provgate.ledger import for_policy as ledger_for
 from provgate.notify import setup_logging
 from provgate.output import (Printer, csv_writer, display_path, print_records, progress,
                              summary_line)
@@ -443,7 +444,7 @@ def approve(target: str, ref: str, approver: str, expires: str | None, note: str
         raise click.UsageError(f"{target} is neither a file nor a glob"
                                + (f" ({resolved} does not exist)" if resolved != target else ""))
     what = fields.get("path") or fields["glob"]
-    with Ledger(pol.ledger_path(ledger)) as led:
+    with ledger_for(pol, ledger) as led:
         ident = led.add_approval(**fields)
     given = f" (given as {target})" if target != what else ""
     matched = f"{'at least ' if not complete else ''}{count} file{'s' * (count != 1)}"
@@ -520,7 +521,7 @@ def _parse_expiry(text: str | None) -> str | None:
 @guarded
 def approvals(as_json: bool, policy_path: str | None, ledger: str | None) -> None:
     """List approvals, active or not."""
-    with Ledger(Policy.load(policy_path).ledger_path(ledger)) as led:
+    with ledger_for(Policy.load(policy_path), ledger) as led:
         rows = led.approvals()
     now = datetime.now(timezone.utc)
     if as_json:
@@ -538,7 +539,7 @@ def approvals(as_json: bool, policy_path: str | None, ledger: str | None) -> Non
 @guarded
 def revoke(ident: int, policy_path: str | None, ledger: str | None) -> None:
     """Revoke approval ID."""
-    with Ledger(Policy.load(policy_path).ledger_path(ledger)) as led:
+    with ledger_for(Policy.load(policy_path), ledger) as led:
         known = {a.id: a for a in led.approvals()}
         if ident not in known:
             raise _usage_error(f"no approval #{ident} (see `provgate approvals`)")
@@ -633,7 +634,7 @@ def quarantine() -> None:
 @policy_option
 @guarded
 def quarantine_list(as_json: bool, policy_path: str | None, ledger: str | None) -> None:
-    with Ledger(Policy.load(policy_path).ledger_path(ledger)) as led:
+    with ledger_for(Policy.load(policy_path), ledger) as led:
         rows = [{**m, "sidecars": actions.move_sidecars(m)} for m in led.moves()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -651,7 +652,7 @@ def quarantine_list(as_json: bool, policy_path: str | None, ledger: str | None) 
 @guarded
 def quarantine_restore(ident: int, policy_path: str | None, ledger: str | None) -> None:
     """Move quarantined file ID back to where it was."""
-    with Ledger(Policy.load(policy_path).ledger_path(ledger)) as led:
+    with ledger_for(Policy.load(policy_path), ledger) as led:
         move = led.move(ident)
         if move is None:
             raise _usage_error(f"no quarantined file #{ident} (see `provgate quarantine list`)")
@@ -673,7 +674,7 @@ def ledger() -> None:
 
 
 def _open_ro(policy_path: str | None, ledger_path: str | None) -> Ledger:
-    return Ledger(Policy.load(policy_path).ledger_path(ledger_path), readonly=True)
+    return ledger_for(Policy.load(policy_path), ledger_path, readonly=True)
 
 
 @ledger.command("list")

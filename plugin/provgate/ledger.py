@@ -45,7 +45,7 @@ import sqlite_utils
 
 from provgate import data, safefs
 from provgate.errors import ConfigError, LedgerError
-from provgate.policy import Approval
+from provgate.policy import Approval, Policy
 
 log = logging.getLogger("provgate")
 T = TypeVar("T")
@@ -257,9 +257,7 @@ def _fsync_folder(folder: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        safefs.fsync_dir(fd)
     finally:
         os.close(fd)
 
@@ -1270,3 +1268,10 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(out.get(k), str):
             out[k] = json.loads(out[k])
     return out
+
+
+def for_policy(policy: Policy, override: str | None = None, **kwargs: Any) -> Ledger:
+    """The ledger a policy names (or ``override``), with the policy's seal key and the roots
+    that key must stay out of."""
+    return Ledger(policy.ledger_path(override), seal_key=policy.seal_key_path(),
+                  roots=policy.roots, **kwargs)

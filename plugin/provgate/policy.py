@@ -162,6 +162,11 @@ class Policy:
             return self._path(self.doc[key])
         return Path(platformdirs.user_data_dir("provgate")) / default
 
+    def seal_key_path(self) -> Path | None:
+        """The ledger's seal key when the policy names one (``seal_key``); else the ledger
+        finds it (``PROVGATE_SEAL_KEY``, or beside the ledger)."""
+        return self._path(self.doc["seal_key"]) if self.doc.get("seal_key") else None
+
     def trust_bundle(self) -> TrustBundle:
         t = self.doc.get("trust", {})
         files = [self._path(p) for p in [*t.get("anchors", []), *t.get("allowed", []),

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import re
 from bisect import bisect_left
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -232,7 +231,7 @@ def _by_padding(digits: list[str]) -> list[tuple[int, list[int]]]:
 
 
 def _gaps(frames: list[int]) -> tuple[Range, ...]:
-    return tuple((a + 1, b - 1) for a, b in zip(frames, frames[1:]) if b - a > 1)
+    return tuple((a + 1, b - 1) for a, b in zip(frames, frames[1:], strict=False) if b - a > 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,6 +268,7 @@ def _frames_word(rs: list[Range]) -> str:
 # digest
 
 _DIGEST_DOMAIN = b"provgate image sequence v1\n"
+_TOKEN = re.compile(r"[!-~]+")  # printable ASCII, no space: what a fingerprint is
 
 
 def digest(frames: Iterable[tuple[int, str | None]]) -> str:
@@ -282,10 +282,10 @@ def digest(frames: Iterable[tuple[int, str | None]]) -> str:
     for frame, fp in frames:
         if last is not None and frame <= last:
             raise ValueError(f"frames out of order or repeated at frame {frame}")
-        if not fp or any(c.isspace() for c in fp):
+        if not fp or _TOKEN.fullmatch(fp) is None:
             raise ValueError(f"frame {frame} has no usable fingerprint: the sequence cannot "
                              "be bound")
-        h.update(b"%d %s\n" % (frame, fp.encode("ascii", "strict")))
+        h.update(b"%d %s\n" % (frame, fp.encode("ascii")))
         last = frame
         count += 1
     if not count:
@@ -398,7 +398,6 @@ def summarize(frame_kinds: Iterable[tuple[int, str, Iterable[str]]]) -> Sequence
         raise ValueError("a sequence has at least one frame")
     by_kind: dict[str, _RangeBuilder] = {}
     by_tag: dict[tuple[str, str], _RangeBuilder] = {}
-    runs: list[tuple[str, _RangeBuilder]] = []  # consecutive frames (in order) of one kind
     last: int | None = None
     for n, kind, tags in rows:
         if kind not in SEQUENCE_RANK:
@@ -409,41 +408,47 @@ def summarize(frame_kinds: Iterable[tuple[int, str, Iterable[str]]]) -> Sequence
         by_kind.setdefault(kind, _RangeBuilder()).add(n)
         for tag in dict.fromkeys(tags):
             by_tag.setdefault((tag, kind), _RangeBuilder()).add(n)
-        if not runs or runs[-1][0] != kind:
-            runs.append((kind, _RangeBuilder()))
-        runs[-1][1].add(n)
     order = sorted(by_kind, key=SEQUENCE_RANK.__getitem__, reverse=True)
     kinds = tuple(KindFrames(k, by_kind[k].ranges(), by_kind[k].count) for k in order)
     evidence = tuple(
         TagFrames(tag, kind, b.ranges(), b.count)
         for (tag, kind), b in sorted(by_tag.items(),
                                      key=lambda it: (-SEQUENCE_RANK[it[0][1]], it[0][0])))
-    callouts, left_off = _callouts(runs, by_kind)
+    callouts, left_off = _callouts(rows, {k: b.count for k, b in by_kind.items()})
     return SequenceVerdictParts(order[0], kinds[0].frames, len(rows), kinds, evidence,
                                 callouts, left_off)
 
 
-def _callouts(runs: list[tuple[str, _RangeBuilder]], by_kind: dict[str, _RangeBuilder]
+def _callouts(rows: list[tuple[int, str, tuple[str, ...]]], counts: dict[str, int]
               ) -> tuple[tuple[Callout, ...], int]:
-    """Every run of frames whose kind is not the sequence's common kind (the kind most frames
-    have; on a tie the weaker, so that the stronger is the one called out)."""
-    if len(runs) < 2:
+    """Every run of consecutive frames (in frame order, across gaps) whose kind is not the
+    sequence's common kind: the kind most frames have, on a tie the weaker, so that the
+    stronger is the one called out. At most MAX_CALLOUTS are kept; the rest are counted."""
+    if len(counts) < 2:
         return (), 0
-    counts = Counter({k: b.count for k, b in by_kind.items()})
     top = max(counts.values())
     common = min((k for k, c in counts.items() if c == top), key=SEQUENCE_RANK.__getitem__)
     out: list[Callout] = []
     left_off = 0
-    for i, (kind, b) in enumerate(runs):
-        if kind == common:
-            continue
-        if len(out) >= MAX_CALLOUTS:
-            left_off += 1
-            continue
-        before = (runs[i - 1][1].rs[-1][1], runs[i - 1][0]) if i > 0 else None
-        after = (runs[i + 1][1].rs[0][0], runs[i + 1][0]) if i + 1 < len(runs) else None
-        out.append(Callout(kind, b.ranges(), before, after,
-                           _callout_text(kind, list(b.ranges()), before, after)))
+    i, total = 0, len(rows)
+    while i < total:
+        kind = rows[i][1]
+        j = i
+        while j + 1 < total and rows[j + 1][1] == kind:
+            j += 1
+        if kind != common:
+            if len(out) < MAX_CALLOUTS:
+                run = _RangeBuilder()
+                for n, _k, _t in rows[i:j + 1]:
+                    run.add(n)
+                before = (rows[i - 1][0], rows[i - 1][1]) if i > 0 else None
+                after = (rows[j + 1][0], rows[j + 1][1]) if j + 1 < total else None
+                rs = run.ranges()
+                out.append(Callout(kind, rs, before, after,
+                                   _callout_text(kind, list(rs), before, after)))
+            else:
+                left_off += 1
+        i = j + 1
     return tuple(out), left_off
 
 

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from provgate import __version__, actions, credentials, data, plugins, safefs, stages
+from provgate import __version__, actions, credentials, data, ledger, plugins, safefs, stages
 from provgate.assets import Asset, discover
 from provgate.credentials import CredentialChecker
 from provgate.errors import ConfigError
-from provgate.ledger import Ledger
 from provgate.policy import Policy
 from provgate.probe import ExifToolPool, Integrity, Metadata, find_exiftool
 from provgate.record import Brief, Record, Run, text_path
@@ -79,7 +78,7 @@ class Session:
         self.checker = CredentialChecker(self.catalogue, trust)
         self.plugins = plugins.manager()
         plugins.check_settings(self.policy)
-        self.ledger = Ledger(self.policy.ledger_path(opts.ledger), scratch=not opts.record)
+        self.ledger = ledger.for_policy(self.policy, opts.ledger, scratch=not opts.record)
         self.quarantine_dir = self.policy.quarantine_path(opts.quarantine)
         self.notifier = plugins.Notifier(self.policy.notifiers, self.plugins)
         self.user = actions.current_user()

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provgate import actions, archives
-from provgate.assets import Asset, folder_listing, sidecar_stamp, sidecars_of
+from provgate.assets import (Asset, describe_os_error, folder_listing, sidecar_stamp,
+                             sidecars_of)
 from provgate.credentials import c2pa_state_from_metadata
 from provgate.errors import ActionError, ProvgateError
 from provgate.ledger import now_iso
@@ -107,7 +108,35 @@ def read(s: Session, todo: list[Asset], confirm: dict[str, dict[str, Any]]
              *(s.hasher.submit(_fingerprint_all, [a]) for a in big)]
     readings = _probe(s, todo)
     hashed = {a.path: a for t in tasks for a in t.result()}
-    return [replace(r, asset=hashed[r.asset.path]) for r in readings], same
+    return [_same_file(replace(r, asset=hashed[r.asset.path])) for r in readings], same
+
+
+def _same_file(r: Reading) -> Reading:
+    """What was read belongs to the file that was found: the same inode, size and times
+    after the read as at the walk, and still inside its tree. A link flipped to a file
+    outside the tree during the read, or a writer, leaves nothing of what was read in the
+    record (no evidence, no fingerprint): the file is unreadable, and judged again when it
+    next changes or is checked."""
+    a = r.asset
+    if a.error:
+        return r
+    try:
+        st = os.stat(a.path)
+    except OSError as exc:
+        return _discarded(r, describe_os_error(exc))
+    if (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) != (
+            a.inode, a.size, a.mtime_ns, a.ctime_ns):
+        return _discarded(r, "changed while being read (a writer, or a link that moved): "
+                             "nothing of that read is kept")
+    if os.path.islink(a.path) or os.path.realpath(a.path) != a.path:
+        real, top = os.path.realpath(a.path), os.path.realpath(a.root)
+        if os.path.commonpath([real, top]) != top:
+            return _discarded(r, "a link inside the tree now points outside it: not followed")
+    return r
+
+
+def _discarded(r: Reading, why: str) -> Reading:
+    return Reading(replace(r.asset, fingerprint=None, error=why), Metadata(r.meta.path, {}, why))
 
 
 def _probe(s: Session, assets: list[Asset]) -> list[Reading]:

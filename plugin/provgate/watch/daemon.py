@@ -35,6 +35,7 @@ log = logging.getLogger("provgate")
 MAX_FAILURES = 8  # the same loop duty failing this often in a row stops the daemon
 STREAM_SECONDS = 5.0  # longest one stream of settled files runs before the loop's other duties
 RETRY_SECONDS = 300.0  # how often failed quarantine moves are tried again
+LOOP_STALL_SECONDS = 900.0  # a loop this long without a turn is stuck: the watchdog beat stops
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Watcher:
         self._failures: dict[str, int] = {}  # loop duty -> failures in a row
         self._down: set[str] = set()
         self._catching_up = False
+        self._turned = time.monotonic()  # when the loop last turned (the heartbeat reads it)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -186,7 +188,10 @@ class Watcher:
     def _loop(self, session: Session) -> None:
         next_status = 0.0
         next_retry = time.monotonic() + RETRY_SECONDS
+        beat = threading.Thread(target=self._heartbeat, name="provgate-heartbeat", daemon=True)
+        beat.start()
         while not self._stop.is_set():
+            self._turned = time.monotonic()
             session = self._maybe_reload(session)
             self._check_roots()
             for duty in (self._record_departures, self._rescan_requested, self._settled_batch):
@@ -197,11 +202,22 @@ class Watcher:
             if time.monotonic() >= next_status:
                 self._retry_denied()
                 self.queue.release_stuck()
-                self._write_status()
-                sd_notify(f"WATCHDOG=1\nSTATUS={self.stats.decided} decided, "
-                          f"{len(self.queue)} pending")
                 next_status = time.monotonic() + self.status_interval
             self._stop.wait(0.1)
+        beat.join(timeout=self.status_interval + 5)
+
+    def _heartbeat(self) -> None:
+        """The status file and the systemd watchdog beat, from their own thread: a long
+        judgement (a large archive, a slow share) must not make a working daemon look dead.
+        A loop that has not turned for LOOP_STALL_SECONDS (longer than any read or judging
+        deadline) stops the beat, so systemd restarts a daemon that is really stuck."""
+        while True:
+            self._write_status()
+            if time.monotonic() - self._turned < LOOP_STALL_SECONDS:
+                sd_notify(f"WATCHDOG=1\nSTATUS={self.stats.decided} decided, "
+                          f"{len(self.queue)} pending")
+            if self._stop.wait(self.status_interval):
+                return
 
     def _do(self, duty: Callable[[Session], None], session: Session) -> None:
         """One duty of the loop. A failure (a full disk, a locked ledger) is logged and the
@@ -293,6 +309,7 @@ class Watcher:
         if not self.queue.anything_settled():
             return
         for rec in session.pipeline(self._settled_stream(session)):
+            self._turned = time.monotonic()  # a long stream is progress, not a stall
             self._count(rec)
             if self._stop.is_set():
                 return  # stop soon: what is left is caught up at the next start
