@@ -162,10 +162,14 @@ def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger:
               help="Where the timeline's relative media lives, or a path prefix to remap.")
 @click.option("--allow-empty", is_flag=True,
               help="Pass a delivery with no media files (by default it fails).")
+@click.option("--register", "register_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="The vendor's GenAI register (default: GENAI-DISCLOSURE.csv/.json at the "
+                   "delivery folder).")
 @gate_options
 @guarded
 def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tuple[str, ...],
-          media_roots: tuple[str, ...], allow_empty: bool, policy_path: str | None,
+          media_roots: tuple[str, ...], allow_empty: bool, register_file: str | None,
+          policy_path: str | None,
           ledger: str | None,
           zone: str | None, mode: str | None, quarantine: str | None, fmt: str | None,
           include: tuple[str, ...], exclude: tuple[str, ...], rescan: bool,
@@ -187,7 +191,7 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
     opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode or "warn",
                     quarantine=quarantine, rescan=rescan, processes=processes, timeout=timeout,
                     exiftool=exiftool, actor="hook", include=include, exclude=exclude,
-                    confirm_content=True)
+                    confirm_content=True, **_declared(register_file, [*paths, *listed]))
     if not opts.policy.zones and not zone:
         click.echo(f"provgate: warning: {opts.policy.source} defines no zones: every file is "
                    f"in zone {opts.policy.default_zone!r} and nothing is gated as a final "
@@ -230,6 +234,30 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
     verdict = "FAILED" if code else "passed"
     click.echo(f"{summary_line(records)}; gate {verdict}", err=True)
     sys.exit(code)
+
+
+def _declared(register_file: str | None, given: list[str]) -> dict[str, Any]:
+    """The GenAI register: the one named, else the one at the delivery folder (the folder
+    given, or the folder of the files given). A register that does not validate is exit 2:
+    nothing is gated on a declaration provgate cannot read."""
+    from provgate import register
+
+    folders = list(dict.fromkeys(p if os.path.isdir(p) else os.path.dirname(p) or "."
+                                 for p in given))
+    if register_file:
+        root = os.path.abspath(folders[0]) if len(folders) == 1 else \
+            os.path.dirname(os.path.abspath(register_file))
+        reg = register.load(register_file, root=root)
+    else:
+        found = [(f, r) for f in folders if (r := register.discover(f)) is not None]
+        if not found:
+            return {}
+        root, reg = os.path.abspath(found[0][0]), found[0][1]
+    for warning in reg.warnings:
+        click.echo(f"provgate: register: {warning}", err=True)
+    click.echo(f"provgate: GenAI register {display_path(str(reg.source))}: "
+               f"{len(reg.entries)} declared use(s)", err=True)
+    return {"register": reg, "register_root": root}
 
 
 def _listed(from_file: Any, from0_file: Any) -> list[str]:
@@ -398,6 +426,37 @@ def policy_validate(file: str) -> None:
     pol = Policy.load(file)
     pol.trust_bundle()
     click.echo(f"{file}: valid (digest {pol.digest[:16]})")
+
+
+# -- the GenAI register ---------------------------------------------------------------------
+
+@main.group("register")
+def register_group() -> None:
+    """The vendor's GenAI register (GENAI-DISCLOSURE.csv): write a template, validate one."""
+
+
+@register_group.command("template")
+@click.argument("path", type=click.Path(dir_okay=False), default="GENAI-DISCLOSURE.csv")
+@guarded
+def register_template(path: str) -> None:
+    """Write a commented blank register to PATH, each field explained."""
+    from provgate import register
+
+    if os.path.exists(path):
+        raise _usage_error(f"{path} exists: move it away first")
+    Path(path).write_text(register.template(), encoding="utf-8")
+    click.echo(f"wrote {path}")
+
+
+@register_group.command("validate")
+@click.argument("path", type=click.Path(dir_okay=False, exists=True))
+@guarded
+def register_validate(path: str) -> None:
+    """Check a register; exit 2 naming each line and field at fault."""
+    from provgate import register
+
+    reg = register.load(path)
+    click.echo(f"{path}: valid, {len(reg.entries)} declared use(s)")
 
 
 # -- approvals ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from provgate.assets import Asset, GlobSet, matches
 from provgate.credentials import TrustBundle
 from provgate.errors import ConfigError
 from provgate.record import Decision, Verdict
+from provgate.register import Reconciled, finding_actions
 from provgate.vocabulary import ACTION_STRENGTH as _STRENGTH
 from provgate.vocabulary import HOLDS, KINDS
 
@@ -237,8 +238,11 @@ class Policy:
         return self.action_for(zone, "unreadable")[0] in HOLDS
 
     def decide(self, asset: Asset, verdict: Verdict, approvals: list[Approval] = (),
-               zone: str | None = None, now: datetime | None = None) -> Decision:
-        """The action for one file, the policy line that chose it and the reason."""
+               zone: str | None = None, now: datetime | None = None,
+               declared: Reconciled | None = None) -> Decision:
+        """The action for one file, the policy line that chose it and the reason.
+        ``declared``: what the vendor's GenAI register says of the file; its findings
+        (undisclosed AI, the guidance's principles) raise the action by ``[register]``."""
         now = now or datetime.now(timezone.utc)
         zone = self.zone_of(asset, zone)
         zdoc = self.zones.get(zone, {})
@@ -247,6 +251,13 @@ class Policy:
         if floor and _STRENGTH[floor] > _STRENGTH[action]:
             action, rule = floor, f"zones.{zone}.c2pa.{verdict.c2pa}"
         reason = _reason(verdict, zone, action, rule)
+        if declared is not None:
+            reason += f" GenAI register: {declared.reason}"
+            for finding, raised, line in finding_actions(declared, self.doc, zone,
+                                                         self.holds_unjudged(zone)):
+                if _STRENGTH[raised] > _STRENGTH[action]:
+                    action, rule = raised, line
+                    reason += f" {finding.reason[:1].upper()}{finding.reason[1:]}: {raised}."
         if action in HOLDS:
             for appr in approvals:
                 if appr.active(now) and appr.covers(asset):

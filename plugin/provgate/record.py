@@ -113,6 +113,8 @@ class Record:
     problems: list[str] = field(default_factory=list)
     # the clips of an editorial cut that use this file (the timeline gate)
     clips: list[dict[str, Any]] | None = None
+    # what the vendor's GenAI register says of the file (status, entries, findings)
+    register: dict[str, Any] | None = None
 
     @property
     def path(self) -> str:
@@ -142,7 +144,8 @@ class Record:
         """Equal keys: the same decision about the same content, nothing new to record."""
         d, v = self.decision, self.verdict
         parts = (self.asset.fingerprint, v.kind, v.c2pa, d.zone, d.rule, d.action,
-                 (d.approval or {}).get("id"), self.run.mode, self.run.policy_digest, v.error)
+                 (d.approval or {}).get("id"), self.run.mode, self.run.policy_digest, v.error,
+                 repr(sorted((self.register or {}).items())))
         # plain str/int/None values: their repr is canonical, and cheaper than JSON per file
         return hashlib.sha256(repr(parts).encode()).hexdigest()
 
@@ -170,6 +173,8 @@ class Record:
                    outcome=self.outcome)
         if self.clips is not None:
             doc["clips"] = self.clips
+        if self.register is not None:
+            doc["register"] = self.register
         return doc
 
 

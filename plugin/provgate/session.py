@@ -23,6 +23,7 @@ from provgate.errors import ConfigError
 from provgate.policy import Policy
 from provgate.probe import ExifToolPool, Integrity, Metadata, find_exiftool
 from provgate.record import Brief, Record, Run, text_path
+from provgate.register import Register as GenAIRegister
 from provgate.signals import Catalogue, Signal
 from provgate.stages import Judged
 from provgate.vocabulary import MODES
@@ -53,6 +54,9 @@ class Options:
     # re-hash files the cache knows before trusting their cached verdict (the gate: a file
     # rewritten with its size and times restored must not keep an old "allow")
     confirm_content: bool = False
+    # the vendor's GenAI register for this delivery, and the delivery root it speaks of
+    register: GenAIRegister | None = None
+    register_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode and self.mode not in MODES:
@@ -161,6 +165,8 @@ class Session:
         a transfer partial in a deliverable holds the delivery instead of slipping by."""
         out = []
         for a in assets:
+            if self.opts.register and a.path == os.path.abspath(self.opts.register.source):
+                continue  # the declaration is evidence of the delivery, not one of its files
             if a.skipped is None:
                 out.append(a)
                 continue

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provgate import actions, archives
+from provgate import actions, archives, register
 from provgate.assets import (Asset, describe_os_error, folder_listing, sidecar_stamp,
                              sidecars_of)
 from provgate.credentials import c2pa_state_from_metadata
@@ -257,10 +257,23 @@ def _unique(signals: list[Signal]) -> list[Signal]:
 # -- decide -----------------------------------------------------------------------------------
 
 def decide(s: Session, judged: Judged, approvals: list[Approval]) -> Record:
-    """The policy's decision for one judged file, as a record."""
-    decision = s.policy.decide(judged.asset, judged.verdict, approvals, s.opts.zone)
-    return Record(judged.asset, judged.verdict, decision, s.run_info, now_iso(), s.tools(),
-                  cached=judged.cached)
+    """The policy's decision for one judged file, as a record. With the vendor's GenAI
+    register, what it declares joins the evidence (a declared use the metadata cannot see
+    gets the declared kind) and its findings go to the policy."""
+    verdict, declared = judged.verdict, None
+    reg = s.opts.register
+    if reg is not None and not judged.asset.error:
+        declared = register.reconcile(
+            verdict.kind, [e.kind for e in verdict.evidence],
+            reg.entries_for(judged.asset.path, s.opts.register_root),
+            approvals={a.ref for a in approvals})
+        verdict = replace(verdict, kind=declared.kind,
+                          evidence=verdict.evidence + declared.signals())
+    decision = s.policy.decide(judged.asset, verdict, approvals, s.opts.zone, declared=declared)
+    return Record(judged.asset, verdict, decision, s.run_info, now_iso(), s.tools(),
+                  cached=judged.cached,
+                  register=None if declared is None else {
+                      **declared.to_dict(), "source": str(reg.source), "digest": reg.digest})
 
 
 # -- record -----------------------------------------------------------------------------------
