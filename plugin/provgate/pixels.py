@@ -38,7 +38,6 @@ rotation, since the marks live in the stored grid.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import stat
@@ -49,10 +48,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from provgate.errors import ConfigError, ProvgateError
-from provgate.hookspecs import hookimpl
 from provgate.signals import Signal
-
-log = logging.getLogger("provgate")
 
 if TYPE_CHECKING:
     import numpy as np
@@ -675,20 +671,3 @@ def _decode(Image: Any, f: Any, name: str, limits: PixelLimits,
                             f"{limits.deadline_s:g} s deadline")
     return conv, fmt
 
-
-class PixelDetector:
-    """The built-in pixel detector, registered through ``provgate_detect`` like any plugin.
-    Off unless the policy turns it on (``[detectors.pixels] enabled = true``): it decodes
-    pixels, which costs tens of milliseconds per megapixel."""
-
-    @hookimpl
-    def provgate_detect(self, path: str, metadata: dict[str, Any],
-                        settings: dict[str, Any]) -> list[Signal] | None:
-        conf = settings.get("pixels") or {}
-        if not conf.get("enabled"):
-            return None
-        try:
-            return detect(path, PixelLimits.from_settings(conf))
-        except PixelError as exc:  # a check not done is not a file unread: say so, keep what
-            log.warning("pixels of %s not read: %s", path, exc)  # was found before it
-            return list(exc.partial)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from provgate import hookspecs
+from provgate.hookspecs import hookimpl
 from provgate.signals import Signal
 from provgate.vocabulary import KINDS, at_least
 
@@ -25,21 +26,42 @@ log = logging.getLogger("provgate")
 
 def manager() -> pluggy.PluginManager:
     """The built-in plugins and every installed ``provgate`` entry point."""
-    from provgate import notify, pixels
+    from provgate import notify
 
     pm = pluggy.PluginManager("provgate")
     pm.add_hookspecs(hookspecs)
     pm.register(notify.BuiltinNotifiers(), name="provgate.builtin_notifiers")
-    pm.register(pixels.PixelDetector(), name="provgate.pixels")
+    pm.register(PixelDetector(), name="provgate.pixels")
     pm.load_setuptools_entrypoints("provgate")
     return pm
 
 
 def check_settings(policy: Policy) -> None:
     """Refuse, at start, detector settings the built-in detectors do not understand."""
-    from provgate import pixels
+    if policy.detectors.get("pixels"):
+        from provgate import pixels
 
-    pixels.PixelLimits.from_settings(policy.detectors.get("pixels"))
+        pixels.PixelLimits.from_settings(policy.detectors["pixels"])
+
+
+class PixelDetector:
+    """The built-in pixel detector (``pixels.py``), registered through ``provgate_detect``
+    like any plugin. Off unless the policy turns it on (``[detectors.pixels] enabled =
+    true``): it decodes pixels, which costs tens of milliseconds per megapixel."""
+
+    @hookimpl
+    def provgate_detect(self, path: str, metadata: dict[str, Any],
+                        settings: dict[str, Any]) -> list[Signal] | None:
+        conf = settings.get("pixels") or {}
+        if not conf.get("enabled"):
+            return None
+        from provgate import pixels
+
+        try:
+            return pixels.detect(path, pixels.PixelLimits.from_settings(conf))
+        except pixels.PixelError as exc:  # a check not done is not a file unread: say so,
+            log.warning("pixels of %s not read: %s", path, exc)  # keep what was found
+            return list(exc.partial)
 
 
 def detect(pm: pluggy.PluginManager, path: str, meta: Metadata, policy: Policy) -> list[Signal]:

@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
@@ -23,9 +23,11 @@ from provgate.assets import Asset, GlobSet, matches
 from provgate.credentials import TrustBundle
 from provgate.errors import ConfigError
 from provgate.record import Decision, Verdict
-from provgate.register import Reconciled, finding_actions
 from provgate.vocabulary import ACTION_STRENGTH as _STRENGTH
 from provgate.vocabulary import HOLDS, KINDS
+
+if TYPE_CHECKING:
+    from provgate.register import Reconciled
 
 DEFAULT_POLICY = data.PACKAGE_DIR / "default_policy.toml"
 _KIND_WORDS = {
@@ -252,6 +254,8 @@ class Policy:
             action, rule = floor, f"zones.{zone}.c2pa.{verdict.c2pa}"
         reason = _reason(verdict, zone, action, rule)
         if declared is not None:
+            from provgate.register import finding_actions  # only deliveries with a register
+
             reason += f" GenAI register: {declared.reason}"
             for finding, raised, line in finding_actions(declared, self.doc, zone,
                                                          self.holds_unjudged(zone)):

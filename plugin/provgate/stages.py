@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provgate import actions, archives, register
+from provgate import actions, archives
 from provgate.assets import (Asset, describe_os_error, folder_listing, sidecar_stamp,
                              sidecars_of)
 from provgate.credentials import c2pa_state_from_metadata
@@ -263,6 +263,8 @@ def decide(s: Session, judged: Judged, approvals: list[Approval]) -> Record:
     verdict, declared = judged.verdict, None
     reg = s.opts.register
     if reg is not None and not judged.asset.error:
+        from provgate import register  # only deliveries with a register
+
         declared = register.reconcile(
             verdict.kind, [e.kind for e in verdict.evidence],
             reg.entries_for(judged.asset.path, s.opts.register_root),
