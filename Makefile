@@ -55,6 +55,8 @@ bench: setup
 	$(BIN)/python bench/bench_ledger.py
 	$(BIN)/python bench/bench_c2pa.py
 	$(BIN)/python bench/bench_watch.py
+	$(BIN)/python bench/bench_pixels.py
+	-$(BIN)/python bench/bench_truth.py  # needs ../shared/realworld
 
 # needs ffmpeg too (apt-get install ffmpeg)
 samples: setup
