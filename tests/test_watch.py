@@ -579,3 +579,35 @@ def test_the_heartbeat_goes_on_while_a_file_is_slow_to_judge(
         assert second["state"] == "running" and w.decisions() == []
         got = wait_for(lambda: w.decisions(), 20)
     assert got[0]["action"] == "block"
+
+
+def test_a_cli_run_leaves_a_running_daemons_pending_moves_to_it(
+        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One ledger, two processes: a move the daemon has committed but not made is in flight,
+    not a crash to recover. A CLI run while the daemon lives leaves it alone; once the daemon
+    is gone, the next run finishes it."""
+    from provgate import stages
+    from provgate.assets import stat_asset
+    from provgate.session import Session
+
+    elsewhere = tmp_path / "elsewhere" / "final"
+    elsewhere.mkdir(parents=True)
+    blocked = elsewhere / "key_art.jpg"
+    shutil.copy2(AI, blocked)
+    proc = subprocess.Popen([sys.executable, "-m", "provgate", "watch", str(root), "--settle",
+                             "0.5"], stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: run("status").exit_code == 0, 30)
+        with Session(Options(mode="enforce", actor="daemon")) as session, \
+                monkeypatch.context() as m:  # the daemon's move, committed, not yet made
+            m.setattr(stages, "_carry_out", lambda s, planned: None)
+            session.process([stat_asset(str(blocked), str(elsewhere))])
+        assert run("scan", root / "ep101" / "temp").exit_code == 0
+        assert blocked.exists()  # the CLI did not carry out the daemon's move
+        with Ledger(Options().policy.ledger_path()) as led:
+            assert [m["state"] for m in led.moves()] == ["pending"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+    assert run("scan", root / "ep101" / "temp").exit_code == 0
+    assert not blocked.exists()  # the daemon is gone: a crash's move is finished

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from provgate.errors import ConfigError, LedgerError
+from provgate.errors import ConfigError, LedgerError, ProvgateError
 
 # O_PATH: a folder descriptor that needs search permission only (Linux); elsewhere read-only
 _O_PATH = getattr(os, "O_PATH", os.O_RDONLY)
@@ -497,6 +497,24 @@ def lock_path(ledger: str | os.PathLike[str]) -> Path:
     real = Path(os.path.realpath(os.fspath(ledger)))
     st = os.stat(real)
     return real.parent / f"provgate-watch-{st.st_dev:x}-{st.st_ino:x}.lock"
+
+
+def lock_holder(ledger: str | os.PathLike[str]) -> int | None:
+    """The pid of a live watch daemon on ``ledger``, read from its lock file without taking
+    the lock (taking it, even for a moment, could make a daemon starting then fail)."""
+    try:
+        pid = int(read_private(lock_path(ledger), limit=64).strip() or 0)
+    except (OSError, ValueError, ProvgateError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid  # alive, another user's
+    return pid
 
 
 def open_lock(ledger: str | os.PathLike[str], *, parents: bool = False,

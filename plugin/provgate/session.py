@@ -241,7 +241,12 @@ class Session:
 
     def recover(self) -> list[str]:
         """Finish moves a crash interrupted (the decision was committed, the move was not),
-        and try again the moves that failed (a full or unusable quarantine)."""
+        and try again the moves that failed (a full or unusable quarantine). While a watch
+        daemon runs on this ledger, its pending moves are its own, in flight: a CLI run
+        leaves them (and the retries) to it."""
+        if self.opts.actor != "daemon" and self.opts.record and \
+                safefs.lock_holder(self.ledger.path) not in (None, os.getpid()):
+            return []
         done = [stages.finish_move(self, move, self.ledger.decision(move["decision_id"]) or {})
                 for move in self.ledger.moves("pending")]
         return done + self.retry_failed()
