@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -221,3 +222,25 @@ def wait_for(cond, timeout: float = 20.0) -> object:
 
 def names(decisions: list[dict]) -> list[str]:
     return [Path(d["path"]).name for d in decisions]
+
+
+# -- a deadline for code that must finish in bounded time -----------------------------------
+
+class Watchdog(Exception):
+    """Raised in the test when ``watchdog``'s alarm fires: the code under test ran too long."""
+
+
+@contextlib.contextmanager
+def watchdog(seconds: int) -> Iterator[None]:
+    """SIGALRM after ``seconds``: a bound that fails the test instead of hanging it (no timing
+    assertion: a failure means the alarm fired)."""
+    def fire(signum: int, frame: object) -> None:
+        raise Watchdog(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -8,47 +8,32 @@ a 1 MB input that a linear regex reads in well under one; a failure is the alarm
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, run_json
+from conftest import SAMPLES, Watchdog, run_json
+from conftest import watchdog as _watchdog
 from provgate import signals
 from provgate.probe import ExifToolPool, Metadata
 from provgate.signals import DEFAULT_CATALOGUE, MATCH_WINDOW, Catalogue, MatchDeadline
 
 MB = 1 << 20
 WATCHDOG_S = 4  # a linear search of 1 MB takes well under a second
+
+
+def watchdog(seconds: int = WATCHDOG_S):  # noqa: ANN201 - conftest's context manager
+    return _watchdog(seconds)
 # the marker as it was: every "Steps: N" retried its `.*` to the end of the value
 OLD_A1111 = r"Steps: *\d+.*(Sampler|Seed|CFG scale):"
 # the attack as filed: a `parameters` text made of A1111's own opening, without a key after it
 HOSTILE_PARAMETERS = "Steps: 1 " * (300_000 // 9)
 A1111_SETTINGS = ("\nNegative prompt: blurry\nSteps: 28, Sampler: Euler a, CFG scale: 7, "
                   "Seed: 1234, Size: 64x64, Model: sd_xl_base_1.0")
-
-
-class Watchdog(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def watchdog(seconds: int = WATCHDOG_S) -> Iterator[None]:
-    def fire(signum: int, frame: object) -> None:
-        raise Watchdog(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _patterns(cat: Catalogue) -> dict[str, re.Pattern[str]]:

@@ -7,22 +7,21 @@ interrupts what runs for seconds where it should take milliseconds).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import hashlib
 import io
 import json
 import os
-import signal
 import tomllib
 import unicodedata
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+
+from conftest import watchdog
 
 from provgate import data, register
 from provgate.assets import matches
@@ -50,24 +49,6 @@ final_without_approval = "escalate"
 [zones.final.register]
 undisclosed = "escalate"
 """
-
-
-class Watchdog(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def watchdog(seconds: int) -> Iterator[None]:
-    def fire(signum: int, frame: object) -> None:
-        raise Watchdog(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def row(**over: str) -> dict[str, str]:
