@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from provgate import __version__, actions, credentials, timeline
+from provgate import __version__, actions, credentials, deliveries, timeline
 from provgate.assets import (fingerprint, line_break_names, listed_files, missing,
                              read_path_list)
 from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, EXIT_USAGE, ProvgateError
@@ -27,7 +27,7 @@ from provgate.ledger import for_policy as ledger_for
 from provgate.notify import setup_logging
 from provgate.output import (Printer, csv_writer, display_path, print_records, progress,
                              summary_line)
-from provgate.record import Brief, Record
+from provgate.record import Brief, Record, text_path
 from provgate.session import Options, Session, gate_exit_code
 from provgate.policy import DEFAULT_POLICY, Policy, check_approval_glob
 from provgate.probe import ExifToolPool
@@ -162,13 +162,16 @@ def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger:
               help="Where the timeline's relative media lives, or a path prefix to remap.")
 @click.option("--allow-empty", is_flag=True,
               help="Pass a delivery with no media files (by default it fails).")
+@click.option("--delivery", "delivery_name", metavar="NAME",
+              help="Name the delivery record (default: the delivery folder's name).")
 @click.option("--register", "register_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="The vendor's GenAI register (default: GENAI-DISCLOSURE.csv/.json at the "
                    "delivery folder).")
 @gate_options
 @guarded
 def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tuple[str, ...],
-          media_roots: tuple[str, ...], allow_empty: bool, register_file: str | None,
+          media_roots: tuple[str, ...], allow_empty: bool, delivery_name: str | None,
+          register_file: str | None,
           policy_path: str | None,
           ledger: str | None,
           zone: str | None, mode: str | None, quarantine: str | None, fmt: str | None,
@@ -232,8 +235,44 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
                    "may pass (use --allow-empty if an empty delivery is expected)", err=True)
         code = EXIT_GATE_FAILED
     verdict = "FAILED" if code else "passed"
+    if given:
+        _record_delivery(opts, delivery_name or deliveries.name_of(given), given, records,
+                         verdict, ledger)
     click.echo(f"{summary_line(records)}; gate {verdict}", err=True)
     sys.exit(code)
+
+
+def _record_delivery(opts: Options, name: str, given: list[str], records: list[Brief],
+                     verdict: str, ledger: str | None) -> None:
+    """The delivery as a chained record; says what changed since its last check."""
+    with ledger_for(opts.policy, ledger) as led:
+        ident, changed = deliveries.record(
+            led, text_path(name), [text_path(os.path.abspath(p)) for p in given], records,
+            verdict,
+            opts.policy.digest, opts.register.digest if opts.register else None, "hook",
+            actions.current_user())
+    click.echo(f"provgate: delivery {name!r} recorded as #{ident}"
+               + (f"; {changed.line()}" if changed else ""), err=True)
+
+
+@main.command("deliveries")
+@click.option("--name", help="Only this delivery's records.")
+@click.option("--json", "as_json", is_flag=True)
+@policy_option
+@guarded
+def deliveries_cmd(name: str | None, as_json: bool, policy_path: str | None,
+                   ledger: str | None) -> None:
+    """The deliveries checked, oldest first: name, time, verdict, files, held."""
+    with _open_ro(policy_path, ledger) as led:
+        rows = led.deliveries(name)
+    if as_json:
+        click.echo(json.dumps([{**r, "roots": json.loads(r["roots"]),
+                                "decisions": json.loads(r["decisions"])} for r in rows],
+                              indent=2, ensure_ascii=False))
+        return
+    for r in rows:
+        click.echo(f"#{r['id']:<5} {r['time'][:19]} {r['verdict']:<7} {r['files']:>6} files "
+                   f"{r['held']:>5} held  {r['name']}  ({r['user']})")
 
 
 def _declared(register_file: str | None, given: list[str]) -> dict[str, Any]:

@@ -85,6 +85,10 @@ MOVE_CHAINED = ("id", "decision_id", "original_path", "quarantined_path", "recei
                 "fingerprint", "size", "created", "user", "prev_hash")
 # one change to a row of a table with state: the new values of the columns it changed
 UPDATE_CHAINED = ("id", "time", "tbl", "row_id", "fields", "user", "prev_hash")
+# a delivery as checked: every file's decision, the verdict, and the decisions chain's head
+DELIVERY_CHAINED = ("id", "time", "name", "roots", "verdict", "files", "held", "decisions",
+                    "policy_digest", "register_digest", "decisions_head", "actor", "user",
+                    "prev_hash")
 _FILE_COLUMNS = ("path", "size", "mtime_ns", "ctime_ns", "inode", "fingerprint", "catalogue",
                  "trust", "verdict", "decision_id", "decision_key", "seen")
 _UPSERT_FILE = (f"INSERT OR REPLACE INTO files ({', '.join(_FILE_COLUMNS)}, seal) "
@@ -129,6 +133,8 @@ CHAINS: dict[str, Chain] = {c.table: c for c in (
           _cols(MOVE_CHAINED, {"id", "decision_id", "size"},
                 {"state": "TEXT", "updated": "TEXT", "error": "TEXT", "sidecars": "TEXT"})),
     Chain("updates", UPDATE_CHAINED, "update", columns=_cols(UPDATE_CHAINED, {"id", "row_id"})),
+    Chain("deliveries", DELIVERY_CHAINED, "delivery",
+          columns=_cols(DELIVERY_CHAINED, {"id", "files", "held"})),
 )}
 _INDEXES = {"decisions": (("path",), ("fingerprint",)), "events": (("path",),),
             "updates": (("tbl", "row_id"),), "quarantine": (("state",),)}
@@ -614,6 +620,11 @@ class Ledger:
             state = [(r["id"], {c: r[c] for c in chain.mutable}) for r in rows
                      if any(r[c] is not None for c in chain.mutable)]
             self._log_updates(name, state)
+        for name in set(CHAINS) - {"decisions", "events", "updates", "approvals", "quarantine"}:
+            # chains newer than sealing (deliveries): they start empty, sealed now
+            if db.execute(f"SELECT count(*) FROM [{name}]").fetchone()[0]:
+                raise LedgerError(f"the ledger {self.path} has {name} rows no seal covers")
+            self._put_head(name, 0, GENESIS)
         self._put_meta(now_iso(), list(CHAINS), chained_only if legacy else {})
         if legacy:
             # the cache is an index, never evidence: rows no seal vouches for are read again
@@ -975,6 +986,17 @@ class Ledger:
         return (row[0] if row else GENESIS) == head[1]
 
     # -- departures ------------------------------------------------------------------------
+
+    def record_delivery(self, row: dict[str, Any]) -> int:
+        """Chain one delivery record (see ``deliveries.py``); returns its id."""
+        return self._write(lambda: self._chain_append("deliveries", [row]))[0]
+
+    def deliveries(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Delivery records that verify, oldest first (of one name when given)."""
+        if "deliveries" not in self.db.table_names():
+            return []
+        where, params = (" WHERE name = ?", [name]) if name else ("", [])
+        return self._verified("deliveries", where, params)
 
     def record_departures(self, rows: list[dict[str, Any]]) -> list[int]:
         """Chain events for files that left (``removed``) or moved within (``moved``, with

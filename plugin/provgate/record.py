@@ -138,7 +138,7 @@ class Record:
 
     def brief(self) -> Brief:
         return Brief(self.path, self.kind, self.action, self.decision.reason, self.approval,
-                     self.asset.fingerprint, self.verdict.error, self.clips)
+                     self.asset.fingerprint, self.verdict.error, self.clips, self.id)
 
     def key(self) -> str:
         """Equal keys: the same decision about the same content, nothing new to record."""
@@ -191,6 +191,7 @@ class Brief:
     fingerprint: str | None
     error: str | None
     clips: list[dict[str, Any]] | None = None
+    id: int | None = None  # the decision's row in the ledger (None: not recorded)
 
     @property
     def held(self) -> bool:
