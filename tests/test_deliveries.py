@@ -54,3 +54,28 @@ def test_a_delivery_record_edited_by_hand_breaks_the_chain(tmp_path: Path,
         db.execute("UPDATE deliveries SET verdict = 'passed', held = 0")
     assert run("ledger", "verify").exit_code == 1
     assert json.loads(run("deliveries", "--json").stdout) == []  # never shown as true
+
+
+def test_the_report_of_a_delivery_is_what_its_check_decided(tmp_path: Path) -> None:
+    """Re-checking one subfolder, or another delivery, changes nothing in a delivery's
+    report: it shows the decisions its own check made."""
+    from provgate import data
+
+    final = _episode(tmp_path)
+    shutil.copy2(SAMPLES / "ai_iptc_generated.jpg", final / "key_art.jpg")
+    assert run("check", final.parent, "--delivery", "EP101").exit_code == 1
+    other = tmp_path / "EP102" / "final"
+    other.mkdir(parents=True)
+    shutil.copy2(SAMPLES / "ai_genfill_composite.jpg", other / "comp.jpg")
+    run("check", other.parent, "--delivery", "EP102")
+    run("check", final, "--zone", "working")  # a subfolder, re-checked under another zone
+    doc = json.loads(run("report", "--delivery", "EP101", "--json").stdout)
+    data.validate(doc, "report", "report")
+    assert doc["report"]["delivery"]["name"] == "EP101"
+    assert doc["report"]["delivery"]["verdict"] == "FAILED"
+    by = {Path(f["path"]).name: f for f in doc["files"]}
+    assert set(by) == {"unknown_camera.jpg", "human_capture.jpg", "key_art.jpg"}
+    assert by["key_art.jpg"]["zone"] == "final" and by["key_art.jpg"]["action"] == "block"
+    html = run("report", "--delivery", "EP101").stdout
+    assert "EP101 (#1)" in html and "FAILED" in html
+    assert run("report", "--delivery", "EP999").exit_code == 2

@@ -905,6 +905,8 @@ def ledger_checkpoint(policy_path: str | None, ledger: str | None) -> None:
 @click.option("--since", help="Decisions from this ISO date or time on.")
 @click.option("--path", "path_glob", help="Path prefix or glob.")
 @click.option("--zone", help="Only this zone.")
+@click.option("--delivery", "delivery_name", metavar="NAME",
+              help="The files of this delivery as its latest check decided them.")
 @click.option("--html", "fmt", flag_value="html", default=True, help="A self-contained page "
               "(the default).")
 @click.option("--json", "fmt", flag_value="json", help="JSON (schemas/report.schema.json).")
@@ -915,7 +917,8 @@ def ledger_checkpoint(policy_path: str | None, ledger: str | None) -> None:
               help="At most this many image thumbnails (needs Pillow).")
 @policy_option
 @guarded
-def report(since: str | None, path_glob: str | None, zone: str | None, fmt: str,
+def report(since: str | None, path_glob: str | None, zone: str | None,
+           delivery_name: str | None, fmt: str,
            output: str | None, thumbnails: int, policy_path: str | None,
            ledger: str | None) -> None:
     """The disclosure report: every file's latest decision, evidence, approval and quarantine."""
@@ -923,7 +926,14 @@ def report(since: str | None, path_glob: str | None, zone: str | None, fmt: str,
 
     since = _parse_since(since)
     with _open_ro(policy_path, ledger) as led:
-        doc = report_mod.build(led, since, path_glob, zone, thumbnails)
+        delivery = None
+        if delivery_name:
+            records = led.deliveries(delivery_name)
+            if not records:
+                raise _usage_error(f"no delivery named {delivery_name!r} in the ledger "
+                                   "(see `provgate deliveries`)")
+            delivery = records[-1]
+        doc = report_mod.build(led, since, path_glob, zone, thumbnails, delivery)
     out = click.open_file(output or "-", "w", encoding="utf-8", atomic=bool(output))
     with out:
         if fmt == "html":

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import html
 import io
+import json
 import os
 import socket
 import string
@@ -54,8 +55,11 @@ def record(row: dict[str, Any], approvals: dict[int, Approval] | None = None) ->
 
 
 def build(ledger: Ledger, since: str | None = None, path: str | None = None,
-          zone: str | None = None, thumbnails: int = 200) -> dict[str, Any]:
-    """The report as data: what the ledger says now about each file in the filter."""
+          zone: str | None = None, thumbnails: int = 200,
+          delivery: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report as data: what the ledger says now about each file in the filter, or, for
+    a ``delivery`` record, about each file of that delivery as that check decided it (a
+    later check of a subfolder or of another delivery changes nothing in it)."""
     count, broken, message = ledger.verify()
     approvals = {a.id: a for a in ledger.approvals()}
     # every row, verified or not: a broken ledger is reported as broken, with what it holds
@@ -63,7 +67,7 @@ def build(ledger: Ledger, since: str | None = None, path: str | None = None,
     departures = {e["path"]: e for e in ledger.events()}  # the latest per path wins
     now = datetime.now(timezone.utc)
     files = []
-    for row in ledger.decisions(since=since, path=path, zone=zone, latest=True):
+    for row in _rows(ledger, since, path, zone, delivery):
         rec = record(row, approvals)
         rec["approval_state"] = approval_state(rec, approvals.values(), now)
         move = moves.get(rec["id"])
@@ -79,12 +83,24 @@ def build(ledger: Ledger, since: str | None = None, path: str | None = None,
         "report": {"title": "Generative AI disclosure", "generated": now_iso(),
                    "host": socket.gethostname(), "provgate": __version__,
                    "ledger": str(ledger.path),
-                   "filters": {"since": since, "path": path, "zone": zone},
+                   "filters": {"since": since, "path": path, "zone": zone,
+                               "delivery": delivery["name"] if delivery else None},
+                   "delivery": {k: delivery[k] for k in ("id", "name", "time", "verdict",
+                                                         "files", "held")} if delivery else None,
                    "chain": {"intact": broken is None, "decisions": count,
                              "message": message}},
         "totals": _totals(files),
         "files": files,
     }
+
+
+def _rows(ledger: Ledger, since: str | None, path: str | None, zone: str | None,
+          delivery: dict[str, Any] | None) -> Iterable[dict[str, Any]]:
+    if delivery is None:
+        return ledger.decisions(since=since, path=path, zone=zone, latest=True)
+    ids = sorted(f["id"] for f in json.loads(delivery["decisions"]).values() if f.get("id"))
+    rows = (ledger.decision(i) for i in ids)
+    return [r for r in rows if r is not None and (not zone or r["zone"] == zone)]
 
 
 def approval_state(rec: dict[str, Any], approvals: Iterable[Approval], now: datetime) -> str:
@@ -210,6 +226,10 @@ def _meta(meta: dict[str, Any]) -> str:
     rows = [("Generated", meta["generated"]), ("Host", meta["host"]),
             ("Ledger", meta["ledger"]), ("Filters", filters),
             ("provgate", meta["provgate"])]
+    if meta.get("delivery"):
+        d = meta["delivery"]
+        rows.insert(0, ("Delivery", f"{d['name']} (#{d['id']}), checked {d['time'][:19]}: "
+                                    f"{d['verdict']}, {d['files']} files, {d['held']} held"))
     body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     return (f'{body}<tr><th>Ledger chain</th><td class="chain-{state.lower()}" id="chain">'
             f"{state}: {_e(chain['message'])}</td></tr>")
