@@ -34,7 +34,7 @@ demo: setup
 	$(BIN)/provgate scan sample_media $(SAMPLE_EXCLUDES) --ledger $(VENV)/demo-ledger.db
 	-find sample_media -type f ! -name '*.py' ! -name '*.json' ! -name '*.pem' | \
 	  $(BIN)/provgate check --from - --zone final --ledger $(VENV)/demo-ledger.db
-	$(BIN)/provgate report --ledger $(VENV)/demo-ledger.db -o $(VENV)/demo-report.html
+	$(BIN)/provgate report --ledger $(VENV)/demo-ledger.db --delivery sample_media -o $(VENV)/demo-report.html
 
 # system tools the tests drive: strace (C2PA validation opens no socket), chromium (the HTML
 # report renders from disk). Skipped tests locally without them; .ci/run makes them required.
