@@ -91,6 +91,9 @@ def test_an_installed_detector_is_called_for_every_file(plugin_venv: Path, tmp_p
     assert with_plugin["plate.jpg"]["evidence"][0]["marker"] == "studio-genfarm"
     # a detector that raises, or returns what is not evidence, changes nothing
     assert with_plugin["boom.jpg"]["kind"] == with_plugin["junk.jpg"]["kind"] == "unknown"
+    assert any("detector studio_rules failed: a detector that breaks" in w
+               for w in with_plugin["boom.jpg"]["warnings"])
+    assert any("not evidence" in w for w in with_plugin["junk.jpg"]["warnings"])
     without = {Path(r["path"]).name: r
                for r in _scan(Path(sys.executable), str(work), "--rescan", env=env)}
     assert without["plate.jpg"]["kind"] == "unknown"  # the rule is the plugin's, not ours

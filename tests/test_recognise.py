@@ -322,6 +322,13 @@ def _sig(kind: str, marker: str, tag: str, source: str = "exiftool") -> Signal:
      "ai_generated"),
     ([_sig("ai_generated", "pixels-stealth-pnginfo", "Pixels:StealthAlphaLSB", "pixels")],
      "ai_generated"),
+    # an unsigned tag anyone can write cannot talk a detector's finding down
+    ([_sig("ai_composite", "digital-source-type", "XMP-iptcExt:DigitalSourceType"),
+      _sig("ai_generated", "pixels-stealth-pnginfo", "Pixels:StealthAlphaLSB", "pixels")],
+     "ai_generated"),
+    ([_sig("ai_composite", "digital-source-type", "active manifest: CBOR:X", "c2pa"),
+      _sig("ai_generated", "pixels-stealth-pnginfo", "Pixels:StealthAlphaLSB", "pixels")],
+     "ai_composite"),
     # ExifTool's own view of a store: the last manifest is the active one
     ([_sig("ai_generated", "digital-source-type", "Doc1-1-1-1:CBOR:ActionsDigitalSourceType"),
       _sig("ai_composite", "digital-source-type", "Doc1-2-1-1:CBOR:ActionsDigitalSourceType")],

@@ -674,3 +674,28 @@ def test_the_policy_names_the_seal_key_and_keeps_it_out_of_the_roots(tmp_path: P
     other = tmp_path / "state" / "other.db"
     refused = run("check", delivery, "--policy", policy, "--ledger", other)
     assert refused.exit_code != 0 and not (tmp_path / "delivery" / "ledger.key").exists()
+
+
+def test_a_key_planted_by_another_user_is_refused(delivery: Path, ledger_path: Path) -> None:
+    """A key made before provgate's by someone else (a shared folder): its maker could forge
+    the ledger with it, so it is never used."""
+    import secrets
+
+    key = Path(str(ledger_path) + ".key")
+    key.write_text(secrets.token_bytes(32).hex() + "\n")
+    os.chmod(key, 0o600)
+    os.chown(key, 65534, 65534)
+    result = run("scan", delivery)
+    assert result.exit_code == 3 and "belongs to uid 65534" in result.stderr
+
+
+def test_an_update_row_edited_into_nonsense_is_reported_not_a_crash(delivery: Path,
+                                                                    ledger_path: Path) -> None:
+    run_json("scan", delivery, "--mode", "enforce")
+    with sqlite3.connect(ledger_path) as db:
+        for (trigger,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                     "AND tbl_name = 'updates'").fetchall():
+            db.execute(f"DROP TRIGGER [{trigger}]")
+        db.execute("UPDATE updates SET fields = '[1]'")
+    result = run("ledger", "verify")
+    assert result.exit_code == 1 and "Traceback" not in result.output

@@ -466,3 +466,14 @@ def test_daemon_orphans_are_reported_as_such(final: Path) -> None:
     for name in ("lonely.c2pa", "clip.mov.xmp"):
         assert by[name]["kind"] == "unreadable" and by[name]["action"] == "escalate"
         assert by[name]["error"].startswith("orphan sidecar")
+
+
+def test_a_list_naming_every_file_passes_a_clean_pair(final: Path) -> None:
+    """`find final | check --from -` names the sidecar too: it is part of what was walked,
+    not a file that appeared during the check."""
+    copy(CLIP, final / "clip.mov")
+    (final / "clip.mov.xmp").write_text(NEUTRAL_XMP)
+    listing = f"{final / 'clip.mov'}\n{final / 'clip.mov.xmp'}\n"
+    result = run("check", "--from", "-", input=listing)
+    assert result.exit_code == 0, result.stderr
+    assert "changed during the check" not in result.stderr

@@ -611,3 +611,36 @@ def test_a_cli_run_leaves_a_running_daemons_pending_moves_to_it(
         proc.wait(timeout=15)
     assert run("scan", root / "ep101" / "temp").exit_code == 0
     assert not blocked.exists()  # the daemon is gone: a crash's move is finished
+
+
+def test_files_planted_at_a_quarantine_path_inside_a_root_are_judged(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In warn mode nothing is moved, so a quarantine path inside a watched root is only a
+    folder a vendor can write to: what lands there is judged, never ignored."""
+    monkeypatch.setenv("PROVGATE_QUARANTINE", str(root / ".quarantine"))
+    planted = root / ".quarantine" / "ep101" / "final"
+    with Running([root], mode="warn") as w:
+        planted.mkdir(parents=True)
+        shutil.copy2(AI, planted / "key_art.jpg")
+        got = wait_for(lambda: w.decisions())
+    assert names(got) == ["key_art.jpg"] and got[0]["action"] in ("escalate", "block")
+
+
+def test_a_daemon_in_enforce_mode_refuses_a_quarantine_inside_its_root(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from provgate.errors import ConfigError
+
+    monkeypatch.setenv("PROVGATE_QUARANTINE", str(root / ".quarantine"))
+    watcher = Watcher(Options(mode="enforce"), [str(root)])
+    with pytest.raises(ConfigError, match="lies inside"):
+        watcher.run()
+
+
+def test_a_dangling_link_heard_in_final_is_held_not_dropped(root: Path, tmp_path: Path) -> None:
+    """A file the daemon hears but cannot stat (a link to nothing, a file it may not read)
+    is recorded as unreadable, as a scan would, never dropped as gone."""
+    with Running([root], mode="warn") as w:
+        (root / "ep101" / "final" / "key_art.jpg").symlink_to(tmp_path / "nowhere.jpg")
+        got = wait_for(lambda: w.decisions())
+    assert names(got) == ["key_art.jpg"]
+    assert got[0]["kind"] == "unreadable" and got[0]["action"] == "escalate"

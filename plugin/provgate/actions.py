@@ -99,14 +99,14 @@ def quarantine(move: dict[str, Any], record: dict[str, Any], *,
     Raises ActionError when the media file cannot be moved (its sidecars then stay too, and
     no receipt is left behind).
 
-    ``roots`` (or the move's ``_roots``: the watched roots and the delivery) are checked with
+    ``roots`` (the watched roots and the delivery) are checked with
     ``safefs.check_quarantine``: a quarantine inside one of them is refused. Idempotent, so
     that a move interrupted by a crash, or one that failed, can be finished later.
     """
     src, dst = Path(move["original_path"]), Path(move["quarantined_path"])
     rec_path = Path(move["receipt_path"])
     acc = Access.make(group, service_user)
-    with _quarantine_folder(dst.parent, roots or move.get("_roots"), acc, src) as qfd:
+    with _quarantine_folder(dst.parent, roots, acc, src) as qfd:
         if rec_path.parent != dst.parent:
             raise ActionError(f"could not quarantine {src}: its receipt {rec_path} is not "
                               "planned beside it; the file was left in place")

@@ -242,6 +242,8 @@ def discover(paths: Sequence[str], include: Sequence[str] = (), exclude: Sequenc
             yield from _walk(top, filt, root or top, seen)
             continue
         # a real sidecar named on its own (a --from list of every file) stands for its media
+        if seen is not None:
+            seen.add(top)
         for path in media_of(top) or [top]:
             if seen is not None:
                 seen.add(path)

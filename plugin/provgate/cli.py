@@ -112,13 +112,11 @@ def _run(paths: Iterable[str], opts: Options, fmt: str | None,
     with Session(opts) as session:
         if opts.record:  # a dry run moves nothing, not even a move a crash left pending
             session.recover()
-        records = (session.run(paths, progress=progress(show_progress, paths)) if paths
-                   else iter(()))
+        records = (session.run(paths, progress=progress(show_progress, paths), seen=walked)
+                   if paths else iter(()))
         for rec in itertools.chain(enrich(records), extra(session)):
             printer.emit(rec.to_json())
             briefs.append(rec.brief())
-        if walked is not None:
-            walked.update(session.walked)
     if show_progress:
         click.echo("\r\033[K", nl=False, err=True)
     printer.finish()
@@ -558,11 +556,11 @@ def _count_glob(pattern: str, limit: int = 100_000) -> tuple[int, bool]:
 
     top = os.path.join(*_fixed_parts(pattern))
     if os.path.isfile(top):
-        return int(matches(top, [pattern])), True
+        return int(matches(top, [pattern], case_sensitive=True)), True
     count = seen = 0
     for folder, dirs, files in os.walk(top):  # symlinked folders are not followed
         for name in files:
-            count += matches(os.path.join(folder, name), [pattern])
+            count += matches(os.path.join(folder, name), [pattern], case_sensitive=True)
         seen += len(files) + len(dirs)
         if seen >= limit:
             return count, False

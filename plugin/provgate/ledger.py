@@ -259,6 +259,11 @@ class SealKey:
                 os.close(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise LedgerError(f"the seal key {path} is not a regular file")
+            if st.st_uid not in _trusted_owners(path):
+                raise LedgerError(
+                    f"the seal key {path} belongs to uid {st.st_uid}, neither root, you, nor "
+                    "the ledger's owner: someone else made it and could forge the ledger with "
+                    "it; remove it (and check the ledger)")
             if st.st_mode & 0o026:
                 raise LedgerError(
                     f"the seal key {path} is open to others (mode {stat.filemode(st.st_mode)}): "
@@ -273,6 +278,17 @@ class SealKey:
             if time.monotonic() > deadline:  # not one being written this instant
                 raise LedgerError(f"the seal key {path} is not a provgate key (64 hex digits)")
             time.sleep(0.02)
+
+
+def _trusted_owners(key: Path) -> set[int]:
+    """Who may own a seal key: root, this user, and the owner of the ledger beside it (the
+    service, when a producer's CLI shares its ledger)."""
+    owners = {0, os.geteuid()}
+    ledger = key.with_suffix("") if key.suffix == KEY_SUFFIX else None
+    if ledger is not None:
+        with contextlib.suppress(OSError):
+            owners.add(os.stat(ledger).st_uid)
+    return owners
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -752,6 +768,14 @@ class Ledger:
         for row in self.db.query(sql, params):
             yield _decode(row)
 
+    def last_decision(self, path: str) -> dict[str, Any] | None:
+        """The newest decision about ``path`` (exactly that path), if it verifies."""
+        rows = list(self.db.query("SELECT * FROM decisions WHERE path = ? ORDER BY id DESC "
+                                  "LIMIT 1", [path]))
+        if not rows or not self._meta_ok or not self._row_ok(CHAINS["decisions"], rows[0]):
+            return None
+        return _decode(rows[0])
+
     def decision(self, ident: int) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM decisions WHERE id = ?", [ident]))
         return _decode(rows[0]) if rows else None
@@ -770,7 +794,14 @@ class Ledger:
     def check(self) -> Verification:
         """The whole verification, as data (``verify`` and ``checkpoint`` use it)."""
         with self._snapshot():
-            return self._check()
+            try:
+                return self._check()
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # a value edited by hand that is not what provgate wrote (JSON that is not
+                # an object, a wrong type): the ledger is broken, not the verifier
+                return Verification(problem=f"a row holds a value provgate never wrote "
+                                            f"({type(exc).__name__}: {exc}): edited by hand",
+                                    bad=0)
 
     def _check(self) -> Verification:
         v = Verification()
@@ -1203,9 +1234,6 @@ def _guard(db: sqlite_utils.Database, chain: Chain) -> None:
                f"BEGIN SELECT RAISE(ABORT, 'the {noun} ledger is append-only'); END")
 
 
-def _append_only(db: sqlite_utils.Database, table: str) -> None:
-    """Kept for callers of the former API: the triggers of a fully append-only table."""
-    _guard(db, CHAINS.get(table) or Chain(table, (), table))
 
 
 def _walk(rows: Iterable[dict[str, Any]], chain: Chain, key: SealKey | None,
@@ -1235,14 +1263,6 @@ def _walk(rows: Iterable[dict[str, Any]], chain: Chain, key: SealKey | None,
     return None
 
 
-def _verify_chain(db: sqlite_utils.Database, table: str, fields: tuple[str, ...],
-                  noun: str) -> tuple[int, int | None, str]:
-    """The former chain walk (links and hashes, no seals): (rows, first bad id, why)."""
-    v = Verification()
-    problem = _walk(db.query(f"SELECT * FROM {table} ORDER BY id"), Chain(table, fields, noun),
-                    None, v)
-    return v.counts.get(table, 0), (problem[0] if problem else None), \
-        (problem[1] if problem else "")
 
 
 def _summary(v: Verification) -> str:

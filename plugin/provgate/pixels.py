@@ -215,12 +215,6 @@ def _lsb_stream(grid: _Grid, channel: str, nbits: int) -> np.ndarray:
     return seq[:nbits] & 1
 
 
-def read_stealth(arr: np.ndarray, limits: PixelLimits = DEFAULT_LIMITS) -> StealthBlock | None:
-    """The stealth block of an 8-bit RGB or RGBA pixel array (height, width, channels), or None.
-    Alpha is tried first, then the colour bits, as the extension's reader does for RGBA."""
-    return _read_stealth(_Grid(arr), limits)
-
-
 def _read_stealth(grid: _Grid, limits: PixelLimits) -> StealthBlock | None:
     np = grid.np
     if not grid.ok or grid.channels < 3:

@@ -1,6 +1,6 @@
 """Plugins: the pluggy manager, detectors and notifiers.
 
-Built-in notifiers (``notify.py``) register through the same hooks as third-party plugins,
+Built-in notifiers and the pixel detector register through the same hooks as third-party plugins,
 which declare an entry point in the ``provgate`` group (datasette's way). A plugin that
 fails is reported in the record, never fatal.
 """
@@ -57,32 +57,36 @@ class PixelDetector:
             return None
         from provgate import pixels
 
-        try:
-            return pixels.detect(path, pixels.PixelLimits.from_settings(conf))
-        except pixels.PixelError as exc:  # a check not done is not a file unread: say so,
-            log.warning("pixels of %s not read: %s", path, exc)  # keep what was found
-            return list(exc.partial)
+        # a PixelError (a refused or undecodable image) is a check not done, not a file
+        # unread: detect() puts it in the record's warnings, with what was found before
+        return pixels.detect(path, pixels.PixelLimits.from_settings(conf))
 
 
-def detect(pm: pluggy.PluginManager, path: str, meta: Metadata, policy: Policy) -> list[Signal]:
-    """Signals from every detector plugin for one file. A detector that raises or returns
-    something that is not evidence is logged and skipped: it never stops the gate."""
+def detect(pm: pluggy.PluginManager, path: str, meta: Metadata, policy: Policy
+           ) -> tuple[list[Signal], list[str]]:
+    """Signals from every detector plugin for one file, and the problems met. Each detector
+    runs on its own: one that raises (a pixel check refused, a third-party bug) or returns
+    something that is not evidence is reported in the record's warnings, keeps what it
+    found before (``partial``), and never stops the gate or the other detectors."""
     out: list[Signal] = []
-    try:
-        results = pm.hook.provgate_detect(path=path, metadata=meta.tags,
-                                          settings=policy.detectors)
-    except Exception as exc:  # noqa: BLE001 - a third-party detector must not stop the gate
-        log.error("a detector plugin failed on %s: %s", path, exc)
-        return []
-    for found in results:
+    problems: list[str] = []
+    given = {"path": path, "metadata": meta.tags, "settings": policy.detectors}
+    for impl in pm.hook.provgate_detect.get_hookimpls():
+        try:
+            found = impl.function(**{k: given[k] for k in impl.argnames})
+        except Exception as exc:  # noqa: BLE001 - a detector must not stop the gate
+            problems.append(f"detector {impl.plugin_name} failed: {exc}")
+            found = getattr(exc, "partial", ())
         for item in found or ():
             signal = _signal(item)
             if signal is None:
-                log.error("a detector plugin returned something that is not evidence: %r",
-                          item)
+                problems.append(f"detector {impl.plugin_name} returned something that is not "
+                                f"evidence: {str(item)[:200]}")
             else:
                 out.append(signal)
-    return out
+    for p in problems:
+        log.error("%s: %s", path, p)
+    return out, problems
 
 
 def _signal(item: Any) -> Signal | None:

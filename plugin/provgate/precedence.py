@@ -65,11 +65,15 @@ def declarations(signals: Sequence[Signal]) -> list[Signal]:
 def kind_of(signals: Sequence[Signal]) -> str:
     """The kind a file's signals give, by the precedence above; ``unknown`` for none."""
     declared = declarations(signals)
-    if any(s.source == "c2pa" for s in declared):  # a detector never outranks a signed one
+    signed = any(s.source == "c2pa" for s in declared)
+    if signed:  # a detector never outranks a signed declaration
         signals = [s for s in signals if s.source in METADATA_SOURCES]
     ai_declared = strongest([s.kind for s in declared if s.kind in AI_KINDS])
     if ai_declared == "unknown":
         return strongest([s.kind for s in signals])
+    detected = strongest([s.kind for s in signals if s.source not in METADATA_SOURCES])
+    if not signed and KIND_RANK.get(detected, 0) > KIND_RANK[ai_declared]:
+        return detected  # an unsigned tag anyone can write competes like any signal
     if ai_declared == "ai_possible" and any(
             s.kind in ("ai_generated", "ai_composite") for s in signals if s not in declared):
         return "ai_composite"

@@ -210,9 +210,6 @@ class Finding(NamedTuple):
     reason: str
 
 
-STATUSES = ("disclosed", "undisclosed", "declared_only", "none")
-
-
 @dataclass(frozen=True, slots=True)
 class Reconciled:
     """What the register and the file's own evidence say together.

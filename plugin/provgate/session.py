@@ -98,7 +98,6 @@ class Session:
         self.hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="provgate-hash")
         # quarantine names given out in this session, and those failed moves keep
         self.planned: set[Path] = set()
-        self.walked: set[str] = set()  # every file the walks of this session listed
         self._pool: ExifToolPool | None = None
         self._pool_lock = threading.Lock()
         self._tools: dict[str, Any] | None = None
@@ -135,22 +134,23 @@ class Session:
                            "catalogue": self.catalogue.version, "c2pa": self._c2pa_version}
         return self._tools
 
-    def detect(self, path: str, meta: Metadata) -> list[Signal]:
+    def detect(self, path: str, meta: Metadata) -> tuple[list[Signal], list[str]]:
         """Signals from detector plugins (a studio's own rules, pixel evidence)."""
         return plugins.detect(self.plugins, path, meta, self.policy)
 
     # -- running ---------------------------------------------------------------------------
 
     def run(self, paths: Iterable[str], progress: Callable[[int], None] | None = None,
-            root: str | None = None) -> Iterator[Record]:
+            root: str | None = None, seen: set[str] | None = None) -> Iterator[Record]:
         """Judge every file under ``paths``; yields one record per file, in walk order.
-        ``walked`` then holds every file the walk listed."""
+        ``seen`` receives every file the walk listed (a check compares it with the tree
+        afterwards)."""
         paths = list(paths)
         if self.mode == "enforce":
             self.check_quarantine([*paths, *([root] if root else [])])
         walk = discover(paths, [*self.policy.include, *self.opts.include],
                         [*self.policy.exclude, *self.opts.exclude], self.policy.skip_hidden,
-                        root, seen=self.walked)
+                        root, seen=seen)
         yield from self.pipeline(_chunks(walk, self.opts.batch_size), progress)
 
     def check_quarantine(self, gated: list[str]) -> None:

@@ -95,10 +95,13 @@ def read(s: Session, todo: list[Asset], confirm: dict[str, dict[str, Any]]
     same content keeps its cached verdict without ExifTool, other content is read anew."""
     same: dict[str, Judged] = {}
     if confirm:
-        for a in _fingerprint_all([a for a in todo if a.path in confirm]):
+        hashed_first = {a.path: a for a in _fingerprint_all([a for a in todo
+                                                             if a.path in confirm])}
+        for a in hashed_first.values():
             if a.fingerprint and a.fingerprint == confirm[a.path]["fingerprint"]:
                 same[a.path] = Judged(a, Verdict.from_json(confirm[a.path]["verdict"]), True)
-        todo = [a for a in todo if a.path not in same]
+        # changed content keeps its fingerprint: with_fingerprint does not hash it again
+        todo = [hashed_first.get(a.path, a) for a in todo if a.path not in same]
     if not todo:
         return [], same
     # hashing beside the ExifTool call: small files in one task (a future per file costs
@@ -128,7 +131,9 @@ def _same_file(r: Reading) -> Reading:
             a.inode, a.size, a.mtime_ns, a.ctime_ns):
         return _discarded(r, "changed while being read (a writer, or a link that moved): "
                              "nothing of that read is kept")
-    if os.path.islink(a.path) or os.path.realpath(a.path) != a.path:
+    # a folder on the way swapped for a link changes the inode above; a link itself is
+    # checked to still lead inside the tree
+    if os.path.islink(a.path):
         real, top = os.path.realpath(a.path), os.path.realpath(a.root)
         if os.path.commonpath([real, top]) != top:
             return _discarded(r, "a link inside the tree now points outside it: not followed")
@@ -185,8 +190,8 @@ def _judge_file(s: Session, asset: Asset, meta: Metadata,
     for side in sidecars:  # clip.mov.xmp and clip.xmp: both are evidence
         if not _written_by_provgate(side):
             signals += s.catalogue.match(side, "sidecar", deadline)
-    signals += s.detect(asset.path, meta)
-    warnings: list[str] = []
+    found, warnings = s.detect(asset.path, meta)
+    signals += found
     state = c2pa_state_from_metadata(meta)
     details: dict[str, Any] = {}
     if not meta.error:
@@ -300,6 +305,8 @@ def record(s: Session, records: list[Record], cached: dict[str, dict[str, Any]])
         index = None
         if prev and prev["decision_key"] == key and prev["decision_id"]:
             rec.id = prev["decision_id"]
+        elif not rec.asset.fingerprint and (same := _same_as_last(s, rec)) is not None:
+            rec.id = same  # a file that cannot be judged, heard again: nothing new to record
         else:
             index = len(fresh)
             fresh.append(rec)
@@ -312,6 +319,15 @@ def record(s: Session, records: list[Record], cached: dict[str, dict[str, Any]])
         for rec, ident in zip(fresh, ids, strict=True):
             rec.id = ident
     return Planned(fresh, moves if s.opts.record else [])
+
+
+def _same_as_last(s: Session, rec: Record) -> int | None:
+    """A file with no content to cache (not judged, unreadable) has no file-cache row: its
+    last decision says whether this one is new (the daemon hears such a file once per event)."""
+    last = s.ledger.last_decision(rec.path)
+    row = rec.ledger_row()
+    same = ("fingerprint", "kind", "error", "zone", "rule", "action", "mode", "policy_digest")
+    return last["id"] if last and all(last[k] == row[k] for k in same) else None
 
 
 def _file_row(rec: Record, key: str, index: int | None) -> dict[str, Any]:

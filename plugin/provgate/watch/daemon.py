@@ -96,11 +96,7 @@ class Watcher:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._lockfile: Any = None
-        pol = opts.policy
-        self._filter = Filter([*pol.include, *opts.include], [*pol.exclude, *opts.exclude],
-                              pol.skip_hidden)
-        # a quarantine inside a watched root must not feed its own files back in
-        self._quarantine = str(opts.policy.quarantine_path(opts.quarantine)) + os.sep
+        self._filter = _filter(opts)
 
     @property
     def ready(self) -> bool:
@@ -140,11 +136,10 @@ class Watcher:
                 self._rescan.update((r, r) for r in self.roots)
 
     def _ignored(self, path: str, root: str) -> bool:
-        """provgate's own quarantine and paths outside the root. Hidden files and partials
-        are not ignored here: the walk's filter marks them and the session decides (held in
-        a final zone, left out elsewhere), as for a scan."""
-        if path.startswith(self._quarantine):
-            return True
+        """Paths outside the root. Nothing inside it is ignored: hidden files and partials
+        are marked by the walk's filter and the session decides (held in a final zone); a
+        quarantine inside a watched root is refused at start in enforce mode, and in the
+        other modes whatever sits at its path is judged like any other file."""
         return os.path.relpath(path, root).startswith("..")
 
     def _inside(self, dest: str, root: str) -> bool:
@@ -259,11 +254,14 @@ class Watcher:
         try:
             policy = Policy.load(self.policy_path)
             new = Session(replace(self.opts, policy=policy))
+            if new.mode == "enforce":
+                new.check_quarantine(self.roots)
         except ProvgateError as exc:
             log.error("policy reload refused, keeping the old one: %s", exc)
             return session
         session.close()
         self.opts = new.opts
+        self._filter = _filter(new.opts)
         log.info("policy reloaded: %s (digest %s)", policy.source, policy.digest[:16])
         return new
 
@@ -383,6 +381,13 @@ class Watcher:
             safefs.write_private(path, json.dumps(doc, indent=2))
         except (OSError, ProvgateError) as exc:
             log.error("cannot write the status file %s: %s", path, exc)
+
+
+def _filter(opts: Options) -> Filter:
+    """The walk's filter, for the daemon's events: one rule for both (rebuilt on reload)."""
+    pol = opts.policy
+    return Filter([*pol.include, *opts.include], [*pol.exclude, *opts.exclude],
+                  pol.skip_hidden)
 
 
 def status_path(opts: Options) -> Path:

@@ -58,7 +58,7 @@ def from_catch_up(ledger: Ledger, folder: str, seen: set[str],
     """What the cache knows under ``folder`` that a catch-up walk did not find: moved when
     the same content turned up at a new path in that walk (``fresh``: fingerprint -> path),
     removed otherwise."""
-    gone = [r for r in ledger.cached_under(folder)
+    gone = [r for r in ledger.cached_under(text_path(folder))
             if r["path"] not in seen and not os.path.lexists(r["path"])]
     return [Departure("moved", r, fresh[r["fingerprint"]]) if r["fingerprint"] in fresh
             else Departure("removed", r) for r in gone]

@@ -122,9 +122,12 @@ class SettleQueue:
                 if arriving and not sidecar_name(path) and _awaits(path, arriving):
                     continue
                 try:
-                    st = os.stat(path)
-                except OSError:
+                    st = os.lstat(path)
+                except FileNotFoundError:
                     gone.append(path)  # gone before it settled: nothing to gate
+                    continue
+                except OSError:  # there, but not to be read: stat_asset records why
+                    ready.append((path, p.root))
                     continue
                 if (st.st_size, st.st_mtime_ns) != (p.size, p.mtime_ns):
                     p.size, p.mtime_ns, p.heard = st.st_size, st.st_mtime_ns, now
