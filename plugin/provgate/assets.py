@@ -48,6 +48,8 @@ class Asset:
     # what its own bytes hold (an archive, a zip appended to it: archives.layout), looked at
     # while it was hashed; None when it was not
     layout: Layout | None = None
+    # whether the path itself is a symlink, as the walk saw it; None when nobody looked
+    link: bool | None = None
 
     @property
     def relpath(self) -> str:
@@ -175,14 +177,14 @@ def describe_os_error(exc: OSError) -> str:
 def stat_asset(path: str, root: str) -> Asset:
     """An Asset for one path, refusing what is not a regular file inside ``root``."""
     try:
-        lst = os.lstat(path)
+        st = lst = os.lstat(path)
         if stat.S_ISLNK(lst.st_mode):
             real = os.path.realpath(path)
             real_root = os.path.realpath(root)
             if os.path.commonpath([real, real_root]) != real_root:
                 return Asset(path, root, error="symlink pointing outside the scanned tree: "
                                                "not followed")
-        st = os.stat(path)
+            st = os.stat(path)
     except OSError as exc:
         return Asset(path, root, error=describe_os_error(exc))
     if not stat.S_ISREG(st.st_mode):
@@ -191,7 +193,7 @@ def stat_asset(path: str, root: str) -> Asset:
     # held in a final zone), never judged as media of its own
     orphan = orphan_error(path) if _sidecar_suffix(path) else None
     return Asset(path, root, st.st_size, st.st_mtime_ns, st.st_ino, ctime_ns=st.st_ctime_ns,
-                 error=orphan)
+                 error=orphan, link=stat.S_ISLNK(lst.st_mode))
 
 
 class Filter:
@@ -577,10 +579,20 @@ def sidecar_stamp(path: str, listing: Callable[[str], frozenset[str]] | None = N
     has none: for a cache of verdicts, since a sidecar arriving, changing or leaving changes
     the file's evidence and nothing in the file's own size or times."""
     folder, name = os.path.split(path)
-    base = os.path.splitext(name)[0]
-    names = listing(folder) if listing else None
+    if isinstance(listing, Listing):
+        # most folders hold no sidecar at all: one lookup instead of sixteen names
+        named = listing.sidecars(folder)
+        if not named:
+            return ""
+        base = os.path.splitext(name)[0]
+        cands = [n for stem in dict.fromkeys((name, base)) for n in named.get(stem, ())]
+        names = None
+    else:
+        base = os.path.splitext(name)[0]
+        cands = list(dict.fromkeys((*_variants(name), *_variants(base))))
+        names = listing(folder) if listing else None
     parts = []
-    for cand in dict.fromkeys((*_variants(name), *_variants(base))):
+    for cand in cands:
         if cand != name and (names is None or cand in names) and \
                 is_real_sidecar(os.path.join(folder, cand)):
             try:
@@ -612,12 +624,36 @@ def sidecar_for(path: str, listing: Callable[[str], frozenset[str]] | None = Non
     return None
 
 
-def folder_listing() -> Callable[[str], frozenset[str]]:
+class Listing:
+    """A cached ``os.listdir`` for one batch (called with a folder: its names), and the
+    folder's sidecar-named entries by the stem they would belong to."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, frozenset[str]] = {}
+        self._sidecars: dict[str, dict[str, tuple[str, ...]]] = {}
+
+    def __call__(self, folder: str) -> frozenset[str]:
+        names = self._names.get(folder)
+        if names is None:
+            try:
+                names = frozenset(os.listdir(folder))
+            except OSError:
+                names = frozenset()
+            self._names[folder] = names
+        return names
+
+    def sidecars(self, folder: str) -> dict[str, tuple[str, ...]]:
+        """``{stem: names}`` of the names that end in a sidecar suffix, in any case
+        (``clip.mov`` -> ``clip.mov.xmp``, ``clip.mov.XMP``), sorted."""
+        found = self._sidecars.get(folder)
+        if found is None:
+            by_stem: dict[str, list[str]] = {}
+            for n in sorted(n for n in self(folder) if n.lower().endswith(SIDECAR_SUFFIXES)):
+                by_stem.setdefault(os.path.splitext(n)[0], []).append(n)
+            found = self._sidecars[folder] = {k: tuple(v) for k, v in by_stem.items()}
+        return found
+
+
+def folder_listing() -> Listing:
     """A cached ``os.listdir`` for one batch."""
-    @functools.lru_cache(maxsize=4096)
-    def names(folder: str) -> frozenset[str]:
-        try:
-            return frozenset(os.listdir(folder))
-        except OSError:
-            return frozenset()
-    return names
+    return Listing()

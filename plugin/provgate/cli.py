@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from provgate import __version__, actions, credentials, deliveries, timeline
+from provgate import __version__, actions, credentials, deliveries
 from provgate.assets import (fingerprint, line_break_names, listed_files, missing,
                              read_path_list)
 from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, EXIT_USAGE, ProvgateError
@@ -186,7 +186,7 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
             f"not found: {', '.join(map(display_path, gone))} (a typo, an unmounted share, a "
             "delivery not made yet?); nothing was gated")
     clips = [c for t in timelines
-             for c in timeline.read(t, timeline.MediaRoots.parse(media_roots, t))[1]]
+             for c in _timeline().read(t, _timeline().MediaRoots.parse(media_roots, t))[1]]
     if timelines and not zone:
         zone = "final"  # what a cut uses ends up in the deliverable, wherever it sits on disk
     opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode or "warn",
@@ -200,11 +200,11 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
     for warning in opts.policy.warnings:
         click.echo(f"provgate: warning: {warning}", err=True)
     given = [*paths, *listed]
-    inputs = [*given, *timeline.files(clips, covered=given)]
+    inputs = [*given, *_timeline().files(clips, covered=given)]
     walked: set[str] = set()
     if clips:
-        records = _run(inputs, opts, fmt, lambda recs: timeline.attach(recs, clips),
-                       lambda session: timeline.problem_records(clips, session,
+        records = _run(inputs, opts, fmt, lambda recs: _timeline().attach(recs, clips),
+                       lambda session: _timeline().problem_records(clips, session,
                                                                 zone or "final"), walked)
     else:
         records = _run(inputs, opts, fmt, walked=walked)
@@ -271,6 +271,13 @@ def deliveries_cmd(name: str | None, as_json: bool, policy_path: str | None,
     for r in rows:
         click.echo(f"#{r['id']:<5} {r['time'][:19]} {r['verdict']:<7} {r['files']:>6} files "
                    f"{r['held']:>5} held  {r['name']}  ({r['user']})")
+
+
+def _timeline() -> Any:
+    """The timeline gate's module, imported by ``check --timeline`` only."""
+    from provgate import timeline
+
+    return timeline
 
 
 def _declared(register_file: str | None, given: list[str]) -> dict[str, Any]:

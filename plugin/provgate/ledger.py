@@ -1004,14 +1004,20 @@ class Ledger:
 
     def _tail_ok(self, name: str) -> bool:
         """The chain's rows end at its sealed head and number as many (cheap: no walk)."""
+        return self._head_intact(name, count=True)
+
+    def _head_intact(self, name: str, count: bool = False) -> bool:
+        """The chain's last row is its sealed head: rows cut from the end show here. With
+        ``count``, the rows also number as many (a full count: once, not per batch)."""
         key = self.key
         head = self.db.conn.execute("SELECT count, head, seal FROM heads WHERE chain = ?",
                                     [name]).fetchone()
         if key is None or head is None or not key.check(head[2], "head", name, str(head[0]),
                                                         head[1]):
             return False
-        count, last = self.db.conn.execute(f"SELECT count(*), max(id) FROM [{name}]").fetchone()
-        if count != head[0] or (last or 0) != head[0]:
+        last = self.db.conn.execute(f"SELECT max(id) FROM [{name}]").fetchone()[0]
+        if (last or 0) != head[0] or (count and self.db.conn.execute(
+                f"SELECT count(*) FROM [{name}]").fetchone()[0] != head[0]):
             return False
         row = self.db.conn.execute(f"SELECT hash FROM [{name}] WHERE id = ?", [last]).fetchone()
         return (row[0] if row else GENESIS) == head[1]
@@ -1073,30 +1079,13 @@ class Ledger:
             row.get("seal"), "files", repr(tuple(row.get(k) for k in _FILE_COLUMNS)))
 
     def _trusted_cache(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """The cache rows that may stand for a reading: sealed as written, pointing to a
-        decision row that verifies, for the same fingerprint and the same verdict."""
-        if not self._meta_ok:
+        """The cache rows that may stand for a reading: sealed as written. The seal covers
+        the path, the stat, the fingerprint, the verdict and the decision it came with, so
+        only a holder of the key can make one; re-hashing the decision row behind each (as
+        ``ledger verify`` does) would add no proof and cost a JSON encoding per file."""
+        if not self._meta_ok or not self._head_intact("decisions"):
             return {}
-        sealed = [r for r in rows if r.get("decision_id") and self._file_ok(r)]
-        wanted = sorted({r["decision_id"] for r in sealed})
-        decisions: dict[int, dict[str, Any]] = {}
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i:i + 500]
-            for d in self.db.query(f"SELECT * FROM decisions WHERE id IN "
-                                   f"({','.join('?' * len(chunk))})", chunk):
-                decisions[d["id"]] = d
-        chain, good = CHAINS["decisions"], {}
-        checked: dict[int, bool] = {}
-        for r in sealed:
-            d = decisions.get(r["decision_id"])
-            if d is None:
-                continue
-            if d["id"] not in checked:
-                checked[d["id"]] = self._row_ok(chain, d)
-            if checked[d["id"]] and d["fingerprint"] == r["fingerprint"] and \
-                    _same_verdict(r["verdict"], d):
-                good[r["path"]] = r
-        return good
+        return {r["path"]: r for r in rows if r.get("decision_id") and self._file_ok(r)}
 
     def verified_cache(self, paths: list[str]) -> dict[str, dict[str, Any]]:
         """File-cache rows for ``paths`` that verify (see ``_trusted_cache``); any other row
@@ -1284,15 +1273,6 @@ def _summary(v: Verification) -> str:
         parts.append(f"{v.cache_unverified} file-cache rows do not verify and are ignored "
                      "(those files are read again)")
     return "; ".join(parts)
-
-
-def _same_verdict(text: str | None, d: dict[str, Any]) -> bool:
-    """The cached verdict says what its decision row says (its evidence is sealed with it)."""
-    try:
-        v = json.loads(text or "")
-        return v["kind"] == d["kind"] and v["c2pa"] == d["c2pa"] and v.get("error") == d["error"]
-    except (ValueError, KeyError, TypeError):
-        return False
 
 
 def _user() -> str:

@@ -53,6 +53,9 @@ def print_records(records: Iterable[dict[str, Any]], fmt: str | None) -> None:
         printer.emit(r)
     printer.finish()
 
+# made once: json.dumps builds an encoder per call, and a scan prints one record per file
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)
+
 
 class Printer:
     """Records out as they come: a table, a JSON array, NDJSON or CSV."""
@@ -70,7 +73,7 @@ class Printer:
         self.count += 1
         if self.fmt in ("json", "ndjson"):
             # one record a line: json's C encoder (indent= falls back to pure Python)
-            line = json.dumps(r, ensure_ascii=False, default=str)
+            line = _JSON.encode(r)
             if self.fmt == "json":
                 line = ("[\n" if first else ",\n") + line
                 click.echo(line, nl=False)

@@ -202,7 +202,7 @@ class Policy:
         if override:
             return override
         hits: list[str] = []
-        for path in _as_given_and_real(asset.path):
+        for path in _as_given_and_real(asset.path, asset.link is False):
             rel = _readable(self._below_root(path))
             hits += [name for name, rel_globs, abs_globs in self._zone_globs
                      if name not in hits and (rel_globs.match(rel) or abs_globs.match(path))]
@@ -282,11 +282,12 @@ def _real_folder(folder: str) -> str:
     return os.path.realpath(folder)
 
 
-def _as_given_and_real(path: str) -> tuple[str, ...]:
-    """The path, and where it really is when a link is on the way (folders cached)."""
+def _as_given_and_real(path: str, not_a_link: bool = False) -> tuple[str, ...]:
+    """The path, and where it really is when a link is on the way (folders cached;
+    ``not_a_link``: the walk's lstat already saw the file itself is none)."""
     folder, name = os.path.split(path)
     real = os.path.join(_real_folder(folder), name)
-    if os.path.islink(real):
+    if not not_a_link and os.path.islink(real):
         real = os.path.realpath(real)
     return (path,) if real == path else (path, real)
 

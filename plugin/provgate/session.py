@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provgate import __version__, actions, credentials, data, ledger, plugins, safefs, stages
 from provgate.assets import Asset, discover
@@ -23,10 +23,12 @@ from provgate.errors import ConfigError
 from provgate.policy import Policy
 from provgate.probe import ExifToolPool, Integrity, Metadata, find_exiftool
 from provgate.record import Brief, Record, Run, text_path
-from provgate.register import Register as GenAIRegister
 from provgate.signals import Catalogue, Signal
 from provgate.stages import Judged
 from provgate.vocabulary import MODES
+
+if TYPE_CHECKING:  # imported by the delivery that carries a register, not by every run
+    from provgate.register import Register as GenAIRegister
 
 # bumped when judging changes in code (not in the catalogue): cached verdicts are read again
 JUDGE_VERSION = 3

@@ -65,16 +65,16 @@ def known(s: Session, assets: list[Asset], cached: dict[str, dict[str, Any]]
         if a.error:
             ready[a.path] = Judged(a, unreadable(a.error))
             continue
-        a = replace(a, context=context(s, a.path, listing))
+        ctx = context(s, a.path, listing)
         row = cached.get(text_path(a.path))
         if row and (row["size"], row["mtime_ns"], row["ctime_ns"], row["inode"],
-                    row["catalogue"]) == (a.size, a.mtime_ns, a.ctime_ns, a.inode, a.context):
+                    row["catalogue"]) == (a.size, a.mtime_ns, a.ctime_ns, a.inode, ctx):
             if not s.opts.confirm_content:
-                ready[a.path] = Judged(replace(a, fingerprint=row["fingerprint"]),
+                ready[a.path] = Judged(replace(a, context=ctx, fingerprint=row["fingerprint"]),
                                        Verdict.from_json(row["verdict"]), True)
                 continue
             confirm[a.path] = row
-        todo.append(a)
+        todo.append(replace(a, context=ctx))
     return ready, todo, confirm
 
 
