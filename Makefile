@@ -63,6 +63,7 @@ samples: setup
 	$(BIN)/pip install -q -e '.[samples]'
 	$(BIN)/python sample_media/make_samples.py
 	$(BIN)/python sample_media/make_c2pa_samples.py
+	$(BIN)/python sample_media/make_film_samples.py  # after make_samples.py: it rewrites EXPECTED.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache

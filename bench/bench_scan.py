@@ -41,7 +41,9 @@ from provgate.probe import ALWAYS_TAGS, COMMON_ARGS, FAST_ARGS  # noqa: E402
 
 def build_corpus(dest: Path, n: int) -> list[Path]:
     expected = json.loads((SAMPLES / "EXPECTED.json").read_text())
-    sources = [SAMPLES / name for name in sorted(expected) if not name.startswith("unreadable")]
+    # the loose samples (the film delivery's frames and packages are bench_sequences' work)
+    sources = [SAMPLES / name for name, kind in sorted(expected.items())
+               if isinstance(kind, str) and "/" not in name and not name.startswith("unreadable")]
     files = []
     for i in range(n):
         src = sources[i % len(sources)]

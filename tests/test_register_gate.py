@@ -89,3 +89,19 @@ def test_a_principle_raises_the_action_by_its_own_policy_line(tmp_path: Path) ->
     assert look["kind"] == "ai_composite" and look["action"] == "escalate"
     assert look["rule"] in ("register.principles.trains_on_inputs",
                             "register.principles.consumer_environment")
+
+
+def test_a_recheck_reads_the_cache_without_folding_the_declaration_in_again(
+        tmp_path: Path) -> None:
+    """The file cache keeps what the file alone says: a declared-only comp stays declared-only
+    on every re-check, and the declaration is in its evidence once."""
+    final = _delivery(tmp_path, ROWS)
+    first = {Path(r["path"]).name: r for r in run_json("check", final)}
+    for _ in range(2):
+        again = {Path(r["path"]).name: r for r in run_json("check", final)}
+    for name in ("sh010_key.jpg", "sh020_comp.jpg"):
+        assert again[name]["register"]["status"] == first[name]["register"]["status"]
+        assert again[name]["reason"] == first[name]["reason"]
+        assert sum(e["source"] == "register" for e in again[name]["evidence"]) == sum(
+            e["source"] == "register" for e in first[name]["evidence"]) == 1
+    assert again["sh020_comp.jpg"]["register"]["status"] == "declared_only"

@@ -3,14 +3,15 @@
 A block in enforce mode moves the file into the quarantine folder under its path relative to
 its root, with a JSON receipt beside it. The quarantine folder is reached through ``safefs``
 (every component from ``/`` opened without following a link, owned by root or the service
-user, writable by nobody else; made 0700), and every name in it is made relative to that
-folder's descriptor, so nothing can redirect a move or a receipt. Same filesystem: a hard link
-to the new name (which fails rather than replace anything) and then the old name is removed.
-Across filesystems: copy to a partial name, fsync, verify the sha256, then link into place and
-remove the source. Any failure leaves the original where it was and says why; a failed move
-is carried out again by ``retry_failed`` with its receipt replaced. A media file's sidecars
-(``clip.mov.xmp``, ``clip.xmp``, ``clip.mov.c2pa``, ``clip.c2pa``) move with it, the same way,
-and come back with it; a restore puts back only what still matches its fingerprint.
+user, writable by nobody else; made 0700, or 2750 of the policy's service group), and every
+name in it is made relative to that folder's descriptor, so nothing can redirect a move or a
+receipt. Same filesystem: a hard link to the new name (which fails rather than replace
+anything) and then the old name is removed. Across filesystems: copy to a partial name, fsync,
+verify the sha256, then link into place and remove the source. Any failure leaves the original
+where it was and says why; a failed move is carried out again by ``retry_failed`` with its
+receipt replaced. A media file's sidecars (``clip.mov.xmp``, ``clip.xmp``, ``clip.mov.c2pa``,
+``clip.c2pa``) move with it, the same way, and come back with it; a restore puts back only what
+still matches its fingerprint.
 """
 
 from __future__ import annotations
@@ -68,7 +69,10 @@ def plan_target(quarantine: Path, relpath: str, taken: set[Path] = frozenset()) 
 
 
 def receipt(move: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    """The receipt written beside a quarantined file: enough to rebuild its ledger rows."""
+    """The receipt written beside a quarantined file: enough to rebuild its ledger rows, and
+    where the ledger was (``ledger_heads``: the quarantine chain's count and hash through this
+    move, for ``Ledger.check_heads``, as a checkpoint's: a ledger truncated, rolled back or
+    rewritten since no longer holds that row)."""
     doc = {
         "receipt_version": 1,
         "move_id": move["id"],
@@ -88,6 +92,8 @@ def receipt(move: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
                       "fingerprint": e["fingerprint"], "size": e["size"]}
                      for e in move_sidecars(move)],
     }
+    if move.get("hash"):  # a move as the ledger holds it (a plan not yet written has none)
+        doc["ledger_heads"] = {"quarantine": {"count": move["id"], "head": move["hash"]}}
     data.validate(doc, "receipt", "receipt")
     return doc
 
@@ -105,7 +111,7 @@ def quarantine(move: dict[str, Any], record: dict[str, Any], *,
     """
     src, dst = Path(move["original_path"]), Path(move["quarantined_path"])
     rec_path = Path(move["receipt_path"])
-    acc = Access.make(group, service_user)
+    acc = Access.make(group, service_user, group_writes=False)
     with _quarantine_folder(dst.parent, roots, acc, src) as qfd:
         if rec_path.parent != dst.parent:
             raise ActionError(f"could not quarantine {src}: its receipt {rec_path} is not "
@@ -227,7 +233,7 @@ def restore(move: dict[str, Any], *, group: int | str | None = None,
     """Put a quarantined file and its sidecars back, refusing (before anything moves) if
     something now sits at one of their original paths, or if a quarantined copy no longer
     matches the fingerprint recorded when it was moved. Returns the sidecars put back."""
-    acc = Access.make(group, service_user)
+    acc = Access.make(group, service_user, group_writes=False)
     src, dst = Path(move["quarantined_path"]), Path(move["original_path"])
     with _folders(acc) as opened:
         try:
@@ -335,7 +341,7 @@ def place_sidecars(entries: list[dict[str, Any]], *, access: Access | None = Non
     then remove the source; never over an existing file, never through a link) and
     idempotent: one already there with its fingerprint is only finished. Returns what could
     not be moved, and why."""
-    acc = access or Access.make()
+    acc = access or Access.make(group_writes=False)
     problems = []
     for e in entries:
         src, dst = Path(e["original_path"]), Path(e["quarantined_path"])
@@ -362,7 +368,7 @@ def write_receipt(move: dict[str, Any], record: dict[str, Any], *,
                   group: int | str | None = None, service_user: int | str | None = None) -> None:
     """(Re)write a move's receipt, e.g. once a late sidecar joined it."""
     rec_path = Path(move["receipt_path"])
-    acc = Access.make(group, service_user)
+    acc = Access.make(group, service_user, group_writes=False)
     with _quarantine_folder(rec_path.parent, None, acc, Path(move["original_path"])) as qfd:
         _write_receipt(qfd, rec_path.name, receipt(move, record), acc)
 
@@ -409,8 +415,8 @@ def _source(path: Path, dir_fd: int | None = None) -> Iterator[_Source]:
 @contextmanager
 def _quarantine_folder(folder: Path, roots: Iterable[str] | None, acc: Access, src: Path
                        ) -> Iterator[int]:
-    """The checked quarantine folder's descriptor (made 0700 where missing); an unsafe one
-    is an ActionError that leaves the file in place."""
+    """The checked quarantine folder's descriptor (made where missing, ``acc.dir_mode``); an
+    unsafe one is an ActionError that leaves the file in place."""
     try:
         if roots:
             safefs.check_quarantine(folder, roots, access=acc)
@@ -660,28 +666,124 @@ def write_sidecar(record: dict[str, Any], raw_path: str | None = None) -> str | 
     return None
 
 
-def tag_file(path: str, source_type: str, tool: str | None = None) -> None:
-    """Label working media a team made with AI, in the file itself, so provenance travels.
+# formats ExifTool reads but cannot write (FILM-FORMATS.md): their tag goes to the XMP
+# sidecar straight away, without a backup copy of a large track file first. Any other format
+# ExifTool refuses to write goes there too, on its answer (_UNWRITABLE_FORMAT).
+SIDECAR_ONLY = frozenset({".wav", ".bwf", ".mxf", ".dpx", ".exr"})
+_UNWRITABLE_FORMAT = ("files is not yet supported", "Can't currently write")
 
-    A backup is kept beside the file until the write is read back and verified; on any
-    failure the original bytes are put back.
+
+@dataclass(frozen=True, slots=True)
+class Tagged:
+    """Where ``tag_file`` wrote: into the file itself, or (``sidecar`` set) into its XMP
+    sidecar because ExifTool cannot write the file's format (``why``)."""
+
+    path: str
+    sidecar: str | None = None
+    why: str | None = None
+
+
+def sidecar_only(path: str) -> bool:
+    """True when a tag of ``path`` goes to its XMP sidecar: a format ExifTool cannot write."""
+    return os.path.splitext(path)[1].lower() in SIDECAR_ONLY
+
+
+def tag_file(path: str, source_type: str, tool: str | None = None) -> Tagged:
+    """Label working media a team made with AI, so provenance travels with it: in the file
+    itself where ExifTool can write its format, else in its XMP sidecar ``NAME.EXT.xmp``
+    (WAV, MXF, DPX, EXR...), which every scan reads as the file's metadata; the media bytes
+    are then never touched.
+
+    A backup is kept beside the file (or sidecar) until the write is read back and verified;
+    on any failure the original bytes are put back. ActionError when the file (or sidecar)
+    is read-only or the sidecar's name is taken by something that is not an XMP sidecar.
     """
-    from provgate.probe import read_tags, write_tags
+    from provgate.errors import ExifToolUnavailable
 
-    src = Path(path)
-    backup = Path(str(src) + ".provgate-backup")
-    if os.path.lexists(backup):
-        raise ActionError(f"{backup} exists: a previous tag was interrupted; check it first")
     tags = {"XMP-iptcExt:DigitalSourceType": IPTC_DST + source_type}
     if tool:
         tags["XMP-iptcExt:AISystemUsed"] = tool
-    shutil.copy2(src, backup)
+    if sidecar_only(path):
+        ext = os.path.splitext(path)[1].lstrip(".").upper()
+        return Tagged(path, _tag_sidecar(path, tags), f"ExifTool cannot write {ext} files")
+    if not os.access(path, os.W_OK):  # ExifTool would replace it all the same
+        raise ActionError("the file is read-only")
     try:
-        write_tags(str(src), tags)
-        got = read_tags(str(src), ["XMP-iptcExt:DigitalSourceType"])
-        if got.get("XMP-iptcExt:DigitalSourceType") != tags["XMP-iptcExt:DigitalSourceType"]:
-            raise ActionError(f"ExifTool did not keep the tag in {src}; original restored")
+        _write_verified(Path(path), tags)
+    except ExifToolUnavailable as exc:
+        said = str(exc)
+        if not any(s in said for s in _UNWRITABLE_FORMAT):
+            raise
+        why = said.split("Error: ", 1)[-1].split(" - ", 1)[0]   # ExifTool's own words
+        return Tagged(path, _tag_sidecar(path, tags), f"ExifTool: {why}")
+    return Tagged(path)
+
+
+def _write_verified(target: Path, tags: dict[str, str]) -> None:
+    """Write ``tags`` into ``target`` in place, keeping a backup until ExifTool's write is
+    read back; the original bytes go back on any failure."""
+    from provgate.probe import write_tags
+
+    backup = Path(str(target) + ".provgate-backup")
+    if os.path.lexists(backup):
+        raise ActionError(f"{backup} exists: a previous tag was interrupted; check it first")
+    shutil.copy2(target, backup)
+    try:
+        write_tags(str(target), tags)
+        _verify_tags(target, tags)
     except BaseException:
-        os.replace(backup, src)  # our own copy of the user's bytes goes back
+        os.replace(backup, target)  # our own copy of the user's bytes goes back
         raise
     backup.unlink()
+
+
+def _verify_tags(target: Path, tags: dict[str, str]) -> None:
+    from provgate.probe import read_tags
+
+    key = "XMP-iptcExt:DigitalSourceType"
+    if read_tags(str(target), [key]).get(key) != tags[key]:
+        raise ActionError(f"ExifTool did not keep the tag in {target}; nothing was changed")
+
+
+def _tag_sidecar(path: str, tags: dict[str, str]) -> str:
+    """Put ``tags`` into the XMP sidecar ``NAME.EXT.xmp`` of ``path``; returns its path.
+
+    A sidecar someone else wrote is updated in place (what it says stays); provgate's own
+    verdict sidecar, which scans never read as evidence, is replaced by one they read; a new
+    one is written under a hidden partial name, read back, then linked into place, so no
+    half-written sidecar is ever judged and nothing that appears meanwhile is replaced. Another
+    sidecar beside the file (``NAME.xmp``) is left alone: scans read both.
+    """
+    from provgate.assets import is_real_sidecar
+    from provgate.probe import read_tags, write_tags
+
+    side = sidecar_path(path)
+    ours = False
+    if os.path.lexists(side):
+        if os.path.islink(side) or not is_real_sidecar(str(side)):
+            raise ActionError(f"{side.name} exists and is not an XMP sidecar: not touched")
+        if not os.access(side, os.W_OK):
+            raise ActionError(f"its sidecar {side.name} is read-only")
+        ours = any("XMP-provgate:" in k for k in read_tags(str(side), ["XMP-provgate:all"]))
+        if not ours:
+            _write_verified(side, tags)
+            return str(side)
+    if not os.access(side.parent, os.W_OK | os.X_OK):
+        raise ActionError(f"cannot write its sidecar {side.name}: permission denied on its "
+                          "folder")
+    partial = side.parent / f".{side.name[:-len(SIDECAR_SUFFIX)]}.{secrets.token_hex(4)}" \
+        f"{PARTIAL_SUFFIX}{SIDECAR_SUFFIX}"
+    try:
+        write_tags(str(partial), tags, create=True)
+        _verify_tags(partial, tags)
+        if ours:
+            os.replace(partial, side)   # provgate's own verdict sidecar: ours to replace
+        else:
+            os.link(partial, side)      # never replaces a file that appeared meanwhile
+    except FileExistsError as exc:
+        raise ActionError(f"{side.name} appeared while the tag was written: not replaced") \
+            from exc
+    finally:
+        if os.path.lexists(partial):
+            os.unlink(partial)
+    return str(side)

@@ -12,13 +12,14 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import click
 
-from provgate import __version__, actions, credentials, deliveries
+from provgate import __version__, actions, credentials, deliveries, sequences, units
 from provgate.assets import (fingerprint, line_break_names, listed_files, missing,
                              read_path_list)
 from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, EXIT_USAGE, ProvgateError
@@ -83,6 +84,8 @@ def gate_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--exiftool", envvar="PROVGATE_EXIFTOOL", metavar="PATH",
                      help="ExifTool executable."),
         click.option("-v", "--verbose", is_flag=True, help="Log every flag and escalation."),
+        click.option("--frames", is_flag=True, help="One record per frame, not per sequence "
+                     "(every frame is judged and recorded either way)."),
     ]):
         f = opt(f)
     return policy_option(f)
@@ -98,29 +101,62 @@ def _options(policy_path: str | None, **kw: Any) -> Options:
     return Options(policy=Policy.load(policy_path), **kw)
 
 
+@dataclass
+class Gated:
+    """What a run keeps once its records are printed: every file's brief (the ledger's and a
+    delivery's view), and what was shown (a sequence as one line, by ``units``)."""
+
+    files: list[Brief] = field(default_factory=list)
+    shown: list[Brief] = field(default_factory=list)
+    units: int = 0
+    # a package's held files, by the package's path: what a producer approves or replaces
+    inside: dict[str, list[Brief]] = field(default_factory=dict)
+
+
 def _run(paths: Iterable[str], opts: Options, fmt: str | None,
          enrich: Callable[[Iterable[Record]], Iterable[Record]] = iter,
          extra: Callable[[Session], Iterable[Record]] = lambda _s: (),
-         walked: set[str] | None = None) -> list[Brief]:
-    """Gate the paths, printing each record as it comes (memory stays flat on 20,000 files);
-    returns what the summary and the exit code need. ``enrich`` adds to each record;
-    ``extra`` records (a timeline's missing media) are printed after the gate's; ``walked``
-    receives every file the walk listed."""
-    briefs: list[Brief] = []
+         walked: set[str] | None = None, frames: bool = False) -> Gated:
+    """Gate the paths, printing each record as it comes (memory stays flat on 20,000 files;
+    a folder's frames wait for the folder, then print as their sequence unless ``frames``).
+    ``enrich`` adds to each record; ``extra`` records (a timeline's missing media) are
+    printed after the gate's; ``walked`` receives every file the walk listed."""
+    gated = Gated()
     show_progress = sys.stderr.isatty() and fmt is not None
     printer = Printer(fmt)
+
+    def show(items: Iterable[units.Shown]) -> None:
+        for item in items:
+            if isinstance(item, (units.Unit, units.PackageUnit)):
+                printer.emit(item.to_json())
+                gated.shown.append(item.brief())
+                gated.units += 1
+                if isinstance(item, units.PackageUnit):
+                    gated.inside[item.path] = [b for b in item.files if b.held]
+            else:
+                printer.emit(item[1])
+                gated.shown.append(item[0])
+
     with Session(opts) as session:
         if opts.record:  # a dry run moves nothing, not even a move a crash left pending
             session.recover()
+        folder = units.Folder(opts.policy, {
+            a.id: {"ref": a.ref, "sequence": a.sequence}
+            for a in session.ledger.approvals(include_inactive=False) if a.sequence})
         records = (session.run(paths, progress=progress(show_progress, paths), seen=walked)
                    if paths else iter(()))
         for rec in itertools.chain(enrich(records), extra(session)):
-            printer.emit(rec.to_json())
-            briefs.append(rec.brief())
+            brief = rec.brief()
+            gated.files.append(brief)
+            if frames:
+                show([(brief, rec.to_json())])
+            else:
+                show(folder.add(brief, rec.to_json()))
+        show(folder.flush())
     if show_progress:
         click.echo("\r\033[K", nl=False, err=True)
     printer.finish()
-    return briefs
+    return gated
 
 
 @main.command()
@@ -131,7 +167,8 @@ def _run(paths: Iterable[str], opts: Options, fmt: str | None,
 def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger: str | None,
          zone: str | None, mode: str | None, quarantine: str | None, fmt: str | None,
          include: tuple[str, ...], exclude: tuple[str, ...], rescan: bool,
-         processes: int | None, timeout: float, exiftool: str | None, verbose: bool) -> None:
+         processes: int | None, timeout: float, exiftool: str | None, verbose: bool,
+         frames: bool) -> None:
     """Judge every file under PATHS and record the decisions (read-only unless --mode enforce)."""
     setup_logging(verbose)
     opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode, quarantine=quarantine,
@@ -140,9 +177,9 @@ def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger:
     gone = missing(paths)
     for p in gone:
         click.echo(f"provgate: not found: {display_path(p)} (nothing recorded for it)", err=True)
-    records = _run([p for p in paths if p not in gone], opts, fmt) if len(gone) < len(paths) \
-        else []
-    click.echo(summary_line(records), err=True)
+    gated = _run([p for p in paths if p not in gone], opts, fmt, frames=frames) \
+        if len(gone) < len(paths) else Gated()
+    click.echo(summary_line(gated.files, gated.units), err=True)
     if gone:
         sys.exit(EXIT_USAGE)
 
@@ -165,16 +202,21 @@ def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger:
 @click.option("--register", "register_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="The vendor's GenAI register (default: GENAI-DISCLOSURE.csv/.json at the "
                    "delivery folder).")
+@click.option("--show", help="The show, recorded on the delivery (default: the policy's "
+              "[delivery] show); approvals scoped to a show clear files only in its checks.")
+@click.option("--episode", help="The episode, recorded on the delivery (default: the "
+              "policy's [delivery] episode); scoped approvals likewise.")
 @gate_options
 @guarded
 def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tuple[str, ...],
           media_roots: tuple[str, ...], allow_empty: bool, delivery_name: str | None,
-          register_file: str | None,
+          register_file: str | None, show: str | None, episode: str | None,
           policy_path: str | None,
           ledger: str | None,
           zone: str | None, mode: str | None, quarantine: str | None, fmt: str | None,
           include: tuple[str, ...], exclude: tuple[str, ...], rescan: bool,
-          processes: int | None, timeout: float, exiftool: str | None, verbose: bool) -> None:
+          processes: int | None, timeout: float, exiftool: str | None, verbose: bool,
+          frames: bool) -> None:
     """Pre-delivery gate: exit 0 if every file may go, 1 if any is held or blocked."""
     setup_logging(verbose)
     listed = _listed(from_file, from0_file)
@@ -189,26 +231,31 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
              for c in _timeline().read(t, _timeline().MediaRoots.parse(media_roots, t))[1]]
     if timelines and not zone:
         zone = "final"  # what a cut uses ends up in the deliverable, wherever it sits on disk
+    given = [*paths, *listed]
     opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode or "warn",
                     quarantine=quarantine, rescan=rescan, processes=processes, timeout=timeout,
                     exiftool=exiftool, actor="hook", include=include, exclude=exclude,
-                    confirm_content=True, **_declared(register_file, [*paths, *listed]))
+                    confirm_content=True, **_declared(register_file, given))
+    delivery_name = delivery_name or (deliveries.name_of(given) if given else None)
+    # approvals scoped to this delivery, show or episode clear files in this check only
+    opts.policy = opts.policy.scoped(delivery_name, show, episode)
     if not opts.policy.zones and not zone:
         click.echo(f"provgate: warning: {opts.policy.source} defines no zones: every file is "
                    f"in zone {opts.policy.default_zone!r} and nothing is gated as a final "
                    "deliverable (add [zones.final] or pass --zone final)", err=True)
     for warning in opts.policy.warnings:
         click.echo(f"provgate: warning: {warning}", err=True)
-    given = [*paths, *listed]
     inputs = [*given, *_timeline().files(clips, covered=given)]
     walked: set[str] = set()
     if clips:
-        records = _run(inputs, opts, fmt, lambda recs: _timeline().attach(recs, clips),
-                       lambda session: _timeline().problem_records(clips, session,
-                                                                zone or "final"), walked)
+        gated = _run(inputs, opts, fmt, lambda recs: _timeline().attach(recs, clips),
+                     lambda session: _timeline().problem_records(clips, session,
+                                                              zone or "final"), walked,
+                     frames=True)  # a cut uses files, clip by clip
     else:
-        records = _run(inputs, opts, fmt, walked=walked)
-    code = gate_exit_code(records)
+        gated = _run(inputs, opts, fmt, walked=walked, frames=frames)
+    records = gated.files
+    code = gate_exit_code(gated.shown)
     appeared = sorted(listed_files(given) - walked)
     if appeared:  # a transfer still running, or a file slipped in behind the walk
         click.echo(f"provgate: the delivery changed during the check: {len(appeared)} file(s) "
@@ -216,10 +263,12 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
                    f"{', ...' if len(appeared) > 3 else ''}); check again once it is complete",
                    err=True)
         code = EXIT_GATE_FAILED
-    held = [r for r in records if r.held]
+    held = [r for r in gated.shown if r.held]
     for r in held:
         click.echo(f"HELD {r.action}: {display_path(r.path)}: {r.reason}", err=True)
-        click.echo(f"     to clear: {clear_command(r, policy_path, ledger)}", err=True)
+        for b in gated.inside.get(r.path) or [r]:
+            click.echo(f"     to clear{'' if b is r else ' ' + os.path.basename(b.path)}: "
+                       f"{clear_command(b, policy_path, ledger)}", err=True)
         for c in r.clips or []:
             click.echo(f"     used by {c['track']} {c['name']!r}: source {c['source_in']}-"
                        f"{c['source_out']}, record {c['record_in']}-{c['record_out']}", err=True)
@@ -233,10 +282,9 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
                    "may pass (use --allow-empty if an empty delivery is expected)", err=True)
         code = EXIT_GATE_FAILED
     verdict = "FAILED" if code else "passed"
-    if given:
-        _record_delivery(opts, delivery_name or deliveries.name_of(given), given, records,
-                         verdict, ledger)
-    click.echo(f"{summary_line(records)}; gate {verdict}", err=True)
+    if given and delivery_name:
+        _record_delivery(opts, delivery_name, given, records, verdict, ledger)
+    click.echo(f"{summary_line(records, gated.units)}; gate {verdict}", err=True)
     sys.exit(code)
 
 
@@ -248,7 +296,8 @@ def _record_delivery(opts: Options, name: str, given: list[str], records: list[B
             led, text_path(name), [text_path(os.path.abspath(p)) for p in given], records,
             verdict,
             opts.policy.digest, opts.register.digest if opts.register else None, "hook",
-            actions.current_user())
+            actions.current_user(), show=opts.policy.scope.show,
+            episode=opts.policy.scope.episode, register=opts.register)
     click.echo(f"provgate: delivery {name!r} recorded as #{ident}"
                + (f"; {changed.line()}" if changed else ""), err=True)
 
@@ -269,8 +318,10 @@ def deliveries_cmd(name: str | None, as_json: bool, policy_path: str | None,
                               indent=2, ensure_ascii=False))
         return
     for r in rows:
+        made = " ".join(v for v in (r["show"], r["episode"]) if v)
         click.echo(f"#{r['id']:<5} {r['time'][:19]} {r['verdict']:<7} {r['files']:>6} files "
-                   f"{r['held']:>5} held  {r['name']}  ({r['user']})")
+                   f"{r['held']:>5} held  {r['name']}" + (f" [{made}]" if made else "")
+                   + f"  ({r['user']})")
 
 
 def _timeline() -> Any:
@@ -506,9 +557,24 @@ def register_validate(path: str) -> None:
 # -- approvals ------------------------------------------------------------------------------
 
 @main.command()
-@click.argument("target")
-@click.option("--ref", required=True, help="The studio's written-approval reference.")
+@click.argument("target", required=False)
+@click.option("--entry", "entry_id", metavar="ID", help="Approve what a GenAI register entry "
+              "declares: its files, its category, its approval_ref as the reference.")
+@click.option("--register", "register_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="With --entry: the register to read, at the top of its delivery folder "
+                   "(one kept elsewhere: use --delivery).")
+@click.option("--delivery", "delivery_name", metavar="NAME",
+              help="Clear files only in checks of this delivery; with --entry and no "
+                   "--register, the register its latest check read.")
+@click.option("--show", help="Clear files only in checks of this show.")
+@click.option("--episode", help="Clear files only in checks of this episode.")
+@click.option("--category", help="The guidance's category of the use (data_use, "
+              "creative_output, talent_performance, ethics_representation, other).")
+@click.option("--ref", help="The studio's written-approval reference (with --entry, "
+              "needed only when the entry has no approval_ref).")
 @click.option("--by", "approver", required=True, help="Who approved.")
+@click.option("--fingerprint", "expected", metavar="SHA256", help="Refuse unless the file "
+              "still has this content (a report's commands carry the decided content's).")
 @click.option("--expires", help="Expiry: a date (covers that whole day, to 23:59:59.999999 "
               "UTC) or an ISO 8601 time (UTC if no zone); must be in the future.")
 @click.option("--note", help="Free text.")
@@ -517,42 +583,138 @@ def register_validate(path: str) -> None:
 @click.option("--yes", is_flag=True, help="Approve a glob matching more than --max-files.")
 @policy_option
 @guarded
-def approve(target: str, ref: str, approver: str, expires: str | None, note: str | None,
-            max_files: int, yes: bool, policy_path: str | None, ledger: str | None) -> None:
+def approve(target: str | None, entry_id: str | None, register_file: str | None,
+            delivery_name: str | None, show: str | None, episode: str | None,
+            category: str | None, ref: str | None, approver: str, expected: str | None,
+            expires: str | None, note: str | None, max_files: int, yes: bool,
+            policy_path: str | None, ledger: str | None) -> None:
     """Approve TARGET: a file (bound to its fingerprint) or an absolute path glob inside the
-    policy's roots (a relative one is resolved against the working folder)."""
+    policy's roots (a relative one is resolved against the working folder); or, with --entry
+    ID, the files a GenAI register entry declares (a glob inside the delivery folder, and
+    inside the policy's roots when it has some). --delivery, --show and --episode scope the
+    approval: it then clears files only in checks of that delivery, show or episode."""
     pol = Policy.load(policy_path)
-    exp = _parse_expiry(expires)
-    fields: dict[str, Any] = {"ref": ref, "approver": approver, "expires": exp, "note": note}
+    fields: dict[str, Any] = {
+        "approver": approver, "expires": _parse_expiry(expires), "note": note,
+        "category": _category(category), "show": show, "episode": episode,
+        "delivery": delivery_name}
+    if entry_id:
+        if target:
+            raise click.UsageError("give TARGET or --entry ID, not both")
+        fields.update(_entry_fields(pol, ledger, entry_id, register_file, fields, ref))
+        given = f" (register entry {entry_id})"
+    elif target is None:
+        raise click.UsageError("give TARGET (a file or a glob), or --entry ID")
+    elif ref is None:
+        raise click.UsageError("--ref is needed: the studio's written-approval reference")
+    else:
+        fields.update(_target_fields(pol, target, expected), ref=ref)
+        given = ""
+    what = fields.get("path") or fields["glob"]
+    count, complete = (1, True) if fields.get("path") else _count_glob(fields["glob"])
+    many = f"{'at least ' if not complete else ''}{count} file{'s' * (count != 1)}"
+    if fields.get("glob") and (count > max_files or not complete) and not yes:
+        raise _usage_error(f"approval glob {fields['glob']} matches {many} now, more than "
+                           f"--max-files {max_files}: narrow the glob, or confirm with "
+                           "--yes (or raise --max-files)")
+    with ledger_for(pol, ledger) as led:
+        ident = led.add_approval(**fields)
+    if target and target != what:
+        given = f" (given as {target})"
+    extra = "".join(f", {k} {fields[k]}" for k in ("category",) if fields[k])
+    scope = ", ".join(f"{k} {fields[k]}" for k in ("show", "episode", "delivery") if fields[k])
+    click.echo(f"approval #{ident}: {what}{given} ({fields['ref']}, by {approver}"
+               f"{', expires ' + fields['expires'] if fields['expires'] else ''}{extra}); "
+               f"matches {many} now" + (f"; only in checks of {scope}" if scope else ""))
+
+
+def _sequence_fields(pattern: str) -> dict[str, Any]:
+    """An image sequence (``folder/name.####.exr`` or ``name.%04d.exr``), bound to the digest
+    of its frames as they are now: its frames' glob clears them one by one, the digest makes
+    the approval void once one frame changes, is added or removed (``units.py``)."""
+    from wcmatch.glob import escape
+
+    seq = units.sequence_at(pattern)
+    if seq is None:
+        raise click.UsageError(f"{pattern} names no image sequence: no frames are there")
+    try:
+        digest = sequences.digest((n, fingerprint(seq.path(n))) for n in seq.frames)
+    except OSError as exc:
+        raise Failure(ProvgateError(f"cannot read a frame of {pattern}: "
+                                    f"{exc.strerror or exc}")) from exc
+    glob = escape(seq.directory + seq.prefix) + "[0-9]" * seq.padding + escape(seq.suffix)
+    return {"glob": glob, "sequence": digest, "path": None}
+
+
+def _category(category: str | None) -> str | None:
+    from provgate.register import CATEGORIES
+
+    if category is not None and category not in CATEGORIES:
+        raise click.BadParameter(f"{category!r} is not one of {', '.join(CATEGORIES)}",
+                                 param_hint="--category")
+    return category
+
+
+def _target_fields(pol: Policy, target: str, expected: str | None) -> dict[str, Any]:
+    """A file (its fingerprint, checked against ``expected``) or a glob inside the roots."""
     resolved = os.path.abspath(os.path.expanduser(target))
     if os.path.isfile(resolved):
         try:
-            fields.update(fingerprint=fingerprint(resolved), path=resolved)
+            found = fingerprint(resolved)
         except OSError as exc:
             raise Failure(ProvgateError(f"cannot read {resolved}: {exc.strerror or exc}")) \
                 from exc
-        count, complete = 1, True
-    elif any(c in target for c in "*?[{"):
-        fields["glob"] = check_approval_glob(target, pol.roots)
-        count, complete = _count_glob(fields["glob"])
-        many = f"{'at least ' if not complete else ''}{count} file{'s' * (count != 1)}"
-        if (count > max_files or not complete) and not yes:
-            raise _usage_error(f"approval glob {fields['glob']} matches {many} now, more than "
-                               f"--max-files {max_files}: narrow the glob, or confirm with "
-                               "--yes (or raise --max-files)")
-    elif os.path.isdir(resolved):
+        if expected and found != expected:
+            raise _usage_error(f"{resolved} is not the content that was decided ({expected}); "
+                               f"it is {found} now: check it again before approving it")
+        return {"fingerprint": found, "path": resolved}
+    if expected:
+        raise click.UsageError(f"--fingerprint binds a file: {target} is not one")
+    if "#" in os.path.basename(target) or "%0" in os.path.basename(target):
+        return _sequence_fields(resolved)
+    if any(c in target for c in "*?[{"):
+        return {"glob": check_approval_glob(target, pol.roots)}
+    if os.path.isdir(resolved):
         raise click.UsageError(f"{resolved} is a folder: approve its files one by one, or with "
                                f"a glob inside the policy's roots, e.g. '{resolved}/**'")
+    raise click.UsageError(f"{target} is neither a file nor a glob"
+                           + (f" ({resolved} does not exist)" if resolved != target else ""))
+
+
+def _entry_fields(pol: Policy, ledger: str | None, entry_id: str, register_file: str | None,
+                  given: dict[str, Any], ref: str | None) -> dict[str, Any]:
+    """An approval made from a register entry: the entry's files as a glob inside the
+    delivery folder (and the roots, when the policy has some), its category, and its
+    approval reference (or --ref when it has none; a different --ref is refused)."""
+    from provgate import register
+
+    if register_file:
+        reg = register.load(register_file)
+    elif given["delivery"]:
+        with ledger_for(pol, ledger, readonly=True) as led:
+            found = deliveries.latest(led, given["delivery"])
+        if found is None:
+            raise _usage_error(f"no delivery named {given['delivery']!r} in the ledger (see "
+                               "`provgate deliveries`)")
+        reg = deliveries.register_of(found)
     else:
-        raise click.UsageError(f"{target} is neither a file nor a glob"
-                               + (f" ({resolved} does not exist)" if resolved != target else ""))
-    what = fields.get("path") or fields["glob"]
-    with ledger_for(pol, ledger) as led:
-        ident = led.add_approval(**fields)
-    given = f" (given as {target})" if target != what else ""
-    matched = f"{'at least ' if not complete else ''}{count} file{'s' * (count != 1)}"
-    click.echo(f"approval #{ident}: {what}{given} ({ref}, by {approver}"
-               f"{', expires ' + exp if exp else ''}); matches {matched} now")
+        raise click.UsageError("--entry needs the register: --register FILE, or --delivery "
+                               "NAME for the one its latest check read")
+    entry = reg.entry(entry_id)
+    if ref and entry.approval_ref and ref != entry.approval_ref:
+        raise click.UsageError(f"entry {entry_id} names approval {entry.approval_ref}, not "
+                               f"{ref}: leave --ref out, or correct the register")
+    if not (ref or entry.approval_ref):
+        raise click.UsageError(f"entry {entry_id} has no approval_ref: give the studio's "
+                               "written-approval reference with --ref")
+    if given["category"] and given["category"] != entry.category:
+        raise click.UsageError(f"entry {entry_id} is {entry.category}, not "
+                               f"{given['category']}: leave --category out")
+    assert reg.root is not None  # a loaded register always has its delivery folder
+    glob = check_approval_glob(register.approval_glob(entry, reg.root),
+                               pol.roots or [reg.root])
+    return {"glob": glob, "ref": ref or entry.approval_ref, "category": entry.category,
+            "entry": entry.id, "note": given["note"] or f"GenAI register: {entry.label}"}
 
 
 def _count_glob(pattern: str, limit: int = 100_000) -> tuple[int, bool]:
@@ -667,9 +829,13 @@ def tag(files: tuple[str, ...], source_type: str, tool: str | None, force: bool,
         zone: str | None, policy_path: str | None, ledger: str | None) -> None:
     """Label working media made with AI, in the file, so its provenance travels with it.
 
-    A file in a final zone is refused (without --force), a file that cannot be written is
-    reported, and the rest of the batch is tagged either way; the exit code is then 3 if a
-    file could not be written, else 2 if one was refused or missing."""
+    Formats ExifTool cannot write (WAV, MXF, DPX, EXR...) are labelled in their XMP sidecar
+    (NAME.EXT.xmp), which scans read as the file's metadata. A file in a final zone is
+    refused (without --force), a file that cannot be written is reported, and the rest of the
+    batch is tagged either way; the exit code is then 3 if a file could not be written, else
+    2 if one was refused or missing."""
+    import subprocess
+
     from provgate.assets import stat_asset
 
     opts = _options(policy_path, ledger=ledger, zone=zone, actor="cli")
@@ -684,37 +850,41 @@ def tag(files: tuple[str, ...], source_type: str, tool: str | None, force: bool,
                 os.stat(path)
             except FileNotFoundError:
                 click.echo(f"provgate: not tagged: {shown}: no such file", err=True)
-                refused.append(f)
+                refused.append(shown)
                 continue
             except OSError as exc:
                 click.echo(f"provgate: cannot tag {shown}: {_os_reason(exc)}", err=True)
-                failed.append(f)
+                failed.append(shown)
                 continue
             asset = stat_asset(path, os.path.dirname(path))
             # its own zone counts even under --zone: --zone cannot smuggle a deliverable out
             zones = {opts.policy.zone_of(asset), opts.policy.zone_of(asset, zone)}
             if "final" in zones and not force:
-                click.echo(f"provgate: refused: {shown} is in the final zone: tagging changes "
-                           "a deliverable's bytes; use --force if you mean it", err=True)
-                refused.append(f)
-                continue
-            if not os.access(path, os.W_OK):  # ExifTool would replace it all the same
-                click.echo(f"provgate: cannot tag {shown}: the file is read-only", err=True)
-                failed.append(f)
+                what = "adds a sidecar to" if actions.sidecar_only(path) else \
+                    "changes the bytes of"
+                click.echo(f"provgate: refused: {shown} is in the final zone: tagging {what} "
+                           "a deliverable; use --force if you mean it", err=True)
+                refused.append(shown)
                 continue
             try:
-                actions.tag_file(asset.path, source_type, tool)
-            except (OSError, ProvgateError) as exc:
+                done = actions.tag_file(asset.path, source_type, tool)
+            except (OSError, ProvgateError, subprocess.SubprocessError) as exc:
                 why = _os_reason(exc) if isinstance(exc, OSError) else exc
                 click.echo(f"provgate: cannot tag {shown}: {why}", err=True)
-                failed.append(f)
+                failed.append(shown)
                 continue
             rec = session.process([stat_asset(asset.path, asset.root)])[0]
             tagged += 1
-            click.echo(f"tagged {shown}: {source_type}; now {rec.kind} (decision #{rec.id})")
+            where = "" if done.sidecar is None else \
+                f" in its sidecar {display_path(done.sidecar)} ({done.why})"
+            click.echo(f"tagged {shown}: {source_type}{where}; now {rec.kind} "
+                       f"(decision #{rec.id})")
     if refused or failed:
         click.echo(f"provgate: tagged {tagged} of {len(files)} files; {len(refused)} refused "
                    f"or missing, {len(failed)} could not be written", err=True)
+        for label, names in (("not written", failed), ("refused or missing", refused)):
+            if names:
+                click.echo(f"provgate: {label}: {', '.join(names)}", err=True)
         sys.exit(EXIT_CANNOT_RUN if failed else EXIT_USAGE)
 
 
@@ -907,38 +1077,82 @@ def ledger_checkpoint(policy_path: str | None, ledger: str | None) -> None:
 
 
 @main.command()
-@click.option("--since", help="Decisions from this ISO date or time on.")
-@click.option("--path", "path_glob", help="Path prefix or glob.")
-@click.option("--zone", help="Only this zone.")
 @click.option("--delivery", "delivery_name", metavar="NAME",
-              help="The files of this delivery as its latest check decided them.")
+              help="This delivery's report (default: the latest delivery checked).")
+@click.option("--all", "everything", is_flag=True,
+              help="Every file's latest decision in the whole ledger, not one delivery's.")
+@click.option("--since", help="Ledger-wide: decisions from this ISO date or time on.")
+@click.option("--path", "path_glob", help="Ledger-wide: a path prefix or glob.")
+@click.option("--zone", help="Only this zone (ledger-wide, or within --delivery).")
 @click.option("--html", "fmt", flag_value="html", default=True, help="A self-contained page "
               "(the default).")
 @click.option("--json", "fmt", flag_value="json", help="JSON (schemas/report.schema.json).")
-@click.option("--csv", "fmt", flag_value="csv", help="One row per file.")
+@click.option("--csv", "fmt", flag_value="csv", help="CSV: a delivery's has a section column.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Write to FILE (default: standard output).")
 @click.option("--thumbnails", type=click.IntRange(min=0), default=200, show_default=True,
               help="At most this many image thumbnails (needs Pillow).")
 @policy_option
 @guarded
-def report(since: str | None, path_glob: str | None, zone: str | None,
-           delivery_name: str | None, fmt: str,
-           output: str | None, thumbnails: int, policy_path: str | None,
-           ledger: str | None) -> None:
-    """The disclosure report: every file's latest decision, evidence, approval and quarantine."""
+def report(delivery_name: str | None, everything: bool, since: str | None,
+           path_glob: str | None, zone: str | None, fmt: str, output: str | None,
+           thumbnails: int, policy_path: str | None, ledger: str | None) -> None:
+    """The disclosure report. By default the latest delivery's (`provgate check` records
+    deliveries), for the producer who signs it: a banner with the verdict and counts, what
+    needs written approval with the `provgate approve` command to run, approved AI uses,
+    disclosed uses, undisclosed AI, blocked and quarantined files, integrity problems, and
+    every file's evidence. With --all, --since, --path or --zone (without --delivery): every
+    file's latest decision in the ledger. With no delivery checked yet, the ledger-wide
+    report, saying so."""
     from provgate import report as report_mod
 
     since = _parse_since(since)
+    if delivery_name and (everything or since or path_glob):
+        raise click.UsageError("--delivery reports the files of one delivery: --all, --since "
+                               "and --path select from the whole ledger instead")
+    wide = everything or bool(since or path_glob or (zone and not delivery_name))
     with _open_ro(policy_path, ledger) as led:
-        delivery = None
-        if delivery_name:
-            records = led.deliveries(delivery_name)
-            if not records:
-                raise _usage_error(f"no delivery named {delivery_name!r} in the ledger "
-                                   "(see `provgate deliveries`)")
-            delivery = records[-1]
-        doc = report_mod.build(led, since, path_glob, zone, thumbnails, delivery)
+        delivery, note = _report_delivery(led, delivery_name, wide)
+        doc = report_mod.build(led, since, path_glob, zone, thumbnails, delivery,
+                               _approve_options(policy_path, ledger), note)
+    _write_report(report_mod, doc, fmt, output)
+    chain, shown = doc["report"]["chain"], doc["report"]["delivery"]
+    if note:
+        click.echo(f"provgate: {note}", err=True)
+    click.echo(f"provgate: report of {doc['totals']['files']} files"
+               + (f" (delivery {shown['name']!r} #{shown['id']}, {shown['verdict']})"
+                  if shown else "")
+               + (f" written to {output}" if output else "")
+               + ("" if chain["intact"] else f"; LEDGER CHAIN BROKEN: {chain['message']}"),
+               err=True)
+    if not chain["intact"]:
+        sys.exit(EXIT_GATE_FAILED)
+
+
+def _report_delivery(led: Ledger, name: str | None, wide: bool
+                     ) -> tuple[dict[str, Any] | None, str | None]:
+    """The delivery a report is about (the named one, else the latest), or None with a
+    note when the report is ledger-wide because no delivery was checked yet."""
+    if wide:
+        return None, None
+    found = deliveries.latest(led, name)
+    if found is None and name:
+        raise _usage_error(f"no delivery named {name!r} in the ledger (see `provgate "
+                           "deliveries`)")
+    if found is None:
+        return None, ("no delivery has been checked into this ledger yet (`provgate check "
+                      "PATH` records one): this is every file's latest decision")
+    return found, None
+
+
+def _approve_options(policy_path: str | None, ledger: str | None) -> dict[str, str | None]:
+    """The options an approve command printed by the report needs to act on the same policy
+    and ledger, made absolute (it may be run from another folder)."""
+    return {"policy": os.path.abspath(policy_path) if policy_path else None,
+            "ledger": os.path.abspath(ledger) if ledger else None}
+
+
+def _write_report(report_mod: Any, doc: dict[str, Any], fmt: str, output: str | None) -> None:
     out = click.open_file(output or "-", "w", encoding="utf-8", atomic=bool(output))
     with out:
         if fmt == "html":
@@ -947,16 +1161,9 @@ def report(since: str | None, path_glob: str | None, zone: str | None,
             json.dump(doc, out, indent=1, ensure_ascii=False, default=str)
             out.write("\n")
         else:
-            writer = csv_writer(out, report_mod.CSV_FIELDS)
+            writer = csv_writer(out, report_mod.csv_fields(doc))
             writer.writeheader()
             writer.writerows(report_mod.csv_rows(doc))
-    chain = doc["report"]["chain"]
-    click.echo(f"provgate: report of {doc['totals']['files']} files"
-               + (f" written to {output}" if output else "")
-               + ("" if chain["intact"] else f"; LEDGER CHAIN BROKEN: {chain['message']}"),
-               err=True)
-    if not chain["intact"]:
-        sys.exit(EXIT_GATE_FAILED)
 
 
 @main.command("catalogue")

@@ -1,9 +1,10 @@
 """Deliveries: what a check of a delivery decided, kept as a chained, sealed ledger record.
 
-A delivery record names the delivery, when and by whom it was checked, its folders, the
-decision of every file in it, the verdict, the policy's and the register's digests and the
-head of the decisions chain at that moment. A re-check of the same delivery is a new record;
-``changes`` says what differs from the one before.
+A delivery record names the delivery, its show and episode, when and by whom it was checked,
+its folders, the decision of every file in it, the verdict, the policy's and the register's
+digests (and where that register was, so an approval can be made from one of its entries) and
+the head of the decisions chain at that moment. A re-check of the same delivery is a new
+record; ``changes`` says what differs from the one before.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from provgate.errors import ConfigError
 from provgate.ledger import Ledger, now_iso
 from provgate.record import Brief
+
+if TYPE_CHECKING:
+    from provgate.register import Register
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +53,12 @@ def name_of(given: Iterable[str]) -> str:
 
 
 def record(ledger: Ledger, name: str, roots: list[str], briefs: list[Brief], verdict: str,
-           policy_digest: str, register_digest: str | None, actor: str, user: str
-           ) -> tuple[int, Changes | None]:
+           policy_digest: str, register_digest: str | None, actor: str, user: str, *,
+           show: str | None = None, episode: str | None = None,
+           register: Register | None = None) -> tuple[int, Changes | None]:
     """Chain the delivery's record; returns its id and what changed since the last record of
-    the same name (None for the first)."""
+    the same name (None for the first). ``register``: the GenAI register the check read, kept
+    by path and root so that an approval can later be made from one of its entries."""
     files = {b.path: {"id": b.id, "action": b.action, "kind": b.kind,
                       "fingerprint": b.fingerprint} for b in briefs}
     previous = ledger.deliveries(name)
@@ -61,8 +68,36 @@ def record(ledger: Ledger, name: str, roots: list[str], briefs: list[Brief], ver
         "verdict": verdict, "files": len(files), "held": sum(b.held for b in briefs),
         "decisions": json.dumps(files, ensure_ascii=False, sort_keys=True),
         "policy_digest": policy_digest, "register_digest": register_digest,
-        "decisions_head": head, "actor": actor, "user": user})
+        "decisions_head": head, "actor": actor, "user": user, "show": show,
+        "episode": episode,
+        "register": os.path.abspath(register.source) if register else None,
+        "register_root": register.root if register else None})
     return ident, (changes(previous[-1], files) if previous else None)
+
+
+def latest(ledger: Ledger, name: str | None = None) -> dict[str, Any] | None:
+    """The last delivery record that verifies (of ``name`` when given), or None."""
+    rows = ledger.deliveries(name)
+    return rows[-1] if rows else None
+
+
+def register_of(delivery: dict[str, Any]) -> Register:
+    """The GenAI register a delivery's check read, loaded again from where it was; refused
+    (ConfigError) when the delivery had none, or the file changed since the check (its
+    entries would not be the ones the check reconciled)."""
+    from provgate import register
+
+    path, root = delivery.get("register"), delivery.get("register_root")
+    if not delivery.get("register_digest") or not path:
+        raise ConfigError(f"delivery {delivery['name']!r} (#{delivery['id']}) was checked "
+                          "without a GenAI register it recorded: name the register with "
+                          "--register FILE")
+    reg = register.load(path, root=root)
+    if reg.digest != delivery["register_digest"]:
+        raise ConfigError(f"the GenAI register {path} changed since delivery "
+                          f"{delivery['name']!r} (#{delivery['id']}) was checked: check the "
+                          "delivery again, or name the register with --register FILE")
+    return reg
 
 
 def changes(previous: dict[str, Any], files: dict[str, dict[str, Any]]) -> Changes:

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import os
 import secrets
+import socket
 import sqlite3
 import stat
 import time
@@ -77,18 +79,27 @@ _JSON_FIELDS = ("evidence", "tools")
 # files that left a watched tree: their own chain, verified with the decisions'
 EVENT_CHAINED = ("id", "time", "event", "path", "dest", "fingerprint", "decision_id", "actor",
                  "user", "prev_hash")
-# an approval as given; its revocation is an ``updates`` row
+# an approval as given, with the register entry it was made from, the guidance's category
+# and its scope (a show, an episode, a delivery); its revocation is an ``updates`` row
 APPROVAL_CHAINED = ("id", "ref", "approver", "fingerprint", "glob", "path", "expires", "note",
-                    "created", "prev_hash")
-# a quarantine move as planned; its state, errors and late sidecars are ``updates`` rows
+                    "created", "category", "show", "episode", "delivery", "entry", "sequence",
+                    "prev_hash")
+# a quarantine move as planned, with its owner (the process that planned it: pid, start time,
+# host); its state, errors, late sidecars and a take-over (``taken_by``) are ``updates`` rows
+MOVE_OWNER = ("owner_pid", "owner_start", "owner_host")
 MOVE_CHAINED = ("id", "decision_id", "original_path", "quarantined_path", "receipt_path",
-                "fingerprint", "size", "created", "user", "prev_hash")
+                "fingerprint", "size", "created", "user", *MOVE_OWNER, "prev_hash")
 # one change to a row of a table with state: the new values of the columns it changed
 UPDATE_CHAINED = ("id", "time", "tbl", "row_id", "fields", "user", "prev_hash")
 # a delivery as checked: every file's decision, the verdict, and the decisions chain's head
 DELIVERY_CHAINED = ("id", "time", "name", "roots", "verdict", "files", "held", "decisions",
                     "policy_digest", "register_digest", "decisions_head", "actor", "user",
-                    "prev_hash")
+                    "show", "episode", "register", "register_root", "prev_hash")
+# fields added to a chain after rows were written: hashed only when set, so a row written
+# before them keeps its hash (an older ledger still verifies), and one set later shows
+LATE_FIELDS = frozenset({"category", "show", "episode", "delivery", "entry", "sequence",
+                         "register",
+                         "register_root", *MOVE_OWNER})
 _FILE_COLUMNS = ("path", "size", "mtime_ns", "ctime_ns", "inode", "fingerprint", "catalogue",
                  "trust", "verdict", "decision_id", "decision_key", "seen")
 _UPSERT_FILE = (f"INSERT OR REPLACE INTO files ({', '.join(_FILE_COLUMNS)}, seal) "
@@ -129,9 +140,11 @@ CHAINS: dict[str, Chain] = {c.table: c for c in (
     Chain("events", EVENT_CHAINED, "event", columns=_cols(EVENT_CHAINED, {"id", "decision_id"})),
     Chain("approvals", APPROVAL_CHAINED, "approval", ("revoked", "revoked_by"),
           _cols(APPROVAL_CHAINED, {"id"}, {"revoked": "TEXT", "revoked_by": "TEXT"})),
-    Chain("quarantine", MOVE_CHAINED, "move", ("state", "updated", "error", "sidecars"),
-          _cols(MOVE_CHAINED, {"id", "decision_id", "size"},
-                {"state": "TEXT", "updated": "TEXT", "error": "TEXT", "sidecars": "TEXT"})),
+    Chain("quarantine", MOVE_CHAINED, "move", ("state", "updated", "error", "sidecars",
+                                                "taken_by"),
+          _cols(MOVE_CHAINED, {"id", "decision_id", "size", "owner_pid"},
+                {"state": "TEXT", "updated": "TEXT", "error": "TEXT", "sidecars": "TEXT",
+                 "taken_by": "TEXT"})),
     Chain("updates", UPDATE_CHAINED, "update", columns=_cols(UPDATE_CHAINED, {"id", "row_id"})),
     Chain("deliveries", DELIVERY_CHAINED, "delivery",
           columns=_cols(DELIVERY_CHAINED, {"id", "files", "held"})),
@@ -155,9 +168,18 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 
 
 def row_hash(row: dict[str, Any], fields: tuple[str, ...] = CHAINED) -> str:
-    """sha256 of the canonical JSON (``data.canonical_json``) of ``fields`` of ``row``."""
-    return hashlib.sha256(_CANONICAL.encode({k: row.get(k) for k in fields}).encode()
-                          ).hexdigest()
+    """sha256 of the canonical JSON (``data.canonical_json``) of ``fields`` of ``row``; a
+    late field (``LATE_FIELDS``) that is not set is left out."""
+    doc = {k: row.get(k) for k in fields}
+    for k in _late(fields):
+        if doc[k] is None:
+            del doc[k]
+    return hashlib.sha256(_CANONICAL.encode(doc).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _late(fields: tuple[str, ...]) -> frozenset[str]:
+    return LATE_FIELDS.intersection(fields)
 
 
 def check_folder(path: Path) -> Path:
@@ -169,6 +191,44 @@ def check_folder(path: Path) -> Path:
         raise ConfigError(f"the ledger's folder {folder} does not exist (or is not a folder): "
                           "create it, or give --ledger a path in an existing folder")
     return folder
+
+
+def check_owner(path: Path, write: bool) -> None:
+    """Refuse (LedgerError, exit 3) a ledger someone else holds: an existing ledger file owned
+    by neither root, this user nor the policy's service user is never written (its owner could
+    replace or rewrite it at will), and in a folder everyone may write (``/tmp``), where
+    anyone could have made it (and its key, its ``-wal``) before provgate, it is not even
+    read, nor is a ``-wal``, ``-shm`` or ``-journal`` someone else put beside it."""
+    acc = safefs.Access.make()
+    folders = {path.absolute().parent, Path(os.path.realpath(path)).parent}
+    shared = [f for f in folders if _open_to_all(f)]
+    for p in (path, *(Path(f"{path}{s}") for s in ("-wal", "-shm", "-journal"))):
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if acc.owns(st) or not (shared or (write and p == path)):
+            continue
+        owner = safefs.user_name(st.st_uid)
+        if shared:
+            raise LedgerError(
+                f"{p} belongs to {owner}, not to {acc.describe()}, and lies in {shared[0]}, "
+                "which everyone may write: someone else made it there before provgate, to "
+                "read or forge what it records; remove it (and look at what it holds), and "
+                "keep the ledger in a folder of its own (e.g. /var/lib/provgate, or a private "
+                "folder inside /tmp)")
+        raise LedgerError(
+            f"the ledger {p} belongs to {owner}, not to {acc.describe()}: provgate does not "
+            "write a ledger another user holds (they could replace or rewrite it); if it is "
+            f'the service\'s, name its user in the policy ([service] user = "{owner}"), '
+            "else give a ledger of your own (--ledger)")
+
+
+def _open_to_all(folder: Path) -> bool:
+    try:
+        return bool(os.stat(folder).st_mode & stat.S_IWOTH)
+    except OSError:
+        return False
 
 
 # -- the seal key ----------------------------------------------------------------------------
@@ -220,9 +280,12 @@ class SealKey:
                 raise LedgerError(f"the seal key's folder {path.parent} does not exist: create "
                                   f"it, or point {KEY_ENV} elsewhere")
             secret = secrets.token_bytes(32)
+            # with the service's group (producers who run approve): 0640 of that group
+            gid = safefs.Access.make().gid
+            mode = 0o600 if gid is None else 0o640
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                             | os.O_CLOEXEC, 0o600)
+                             | os.O_CLOEXEC, mode)
             except FileExistsError:
                 pass  # another process made it just now: read theirs
             except OSError as exc:
@@ -230,7 +293,9 @@ class SealKey:
                                   f"{exc.strerror or exc}") from exc
             else:
                 try:
-                    os.fchmod(fd, 0o600)
+                    if gid is not None:
+                        os.fchown(fd, -1, gid)
+                    os.fchmod(fd, mode)
                     os.write(fd, secret.hex().encode() + b"\n")
                     os.fsync(fd)
                 finally:
@@ -352,6 +417,11 @@ class Ledger:
         self.key: SealKey | None = None
         self._meta_ok = False
         self._warned: set[tuple[str, int]] = set()
+        # the decisions there were when it was opened: rows after them were written while
+        # this run lasted (``append_new``)
+        self.opened_at = 0
+        if not memory:
+            check_owner(self.path, write=not readonly)
         if not readonly and not memory and self.path.exists() and not os.access(self.path,
                                                                                 os.W_OK):
             raise LedgerError(f"cannot write the ledger {self.path}: attempt to write a "
@@ -380,6 +450,8 @@ class Ledger:
                 self.key = (SealKey.ephemeral() if memory else
                             SealKey.load(self.key_path, create=True, roots=roots))
                 self._ensure()
+                self.opened_at = self.db.conn.execute(
+                    "SELECT coalesce(max(id), 0) FROM decisions").fetchone()[0]
             else:
                 _retry_locked(lambda: self.db.execute(
                     "SELECT count(*) FROM sqlite_master").fetchone())
@@ -552,9 +624,12 @@ class Ledger:
                                        for c, t in chain.columns.items()) + ")")
             else:
                 have = set(self.db[chain.table].columns_dict)
-                for c, t in chain.columns.items():
-                    if c not in have:
-                        db.execute(f"ALTER TABLE [{chain.table}] ADD COLUMN [{c}] {t}")
+                added = [c for c in chain.columns if c not in have]
+                for c in added:
+                    db.execute(f"ALTER TABLE [{chain.table}] ADD COLUMN [{c}] "
+                               f"{chain.columns[c]}")
+                if added:  # its update guard names the chained columns: made again below
+                    db.execute(f"DROP TRIGGER IF EXISTS [{chain.table}_no_update]")
             for cols in _INDEXES.get(chain.table, ()):
                 db.execute(f"CREATE INDEX IF NOT EXISTS [idx_{chain.table}_{'_'.join(cols)}] "
                            f"ON [{chain.table}] ({', '.join(cols)})")
@@ -706,8 +781,21 @@ class Ledger:
                moves: Iterable[dict[str, Any]] = ()) -> list[int]:
         """Append decisions, update the file cache and open pending moves in one transaction.
 
-        ``moves`` items carry ``row_index`` (the decision they belong to). Returns the ids.
+        ``moves`` items carry ``row_index`` (the decision they belong to); each is chained
+        with this process as its owner (``process_owner``). Returns the ids.
         """
+        return self.append_new(rows, files, moves, since=None)[0]
+
+    def append_new(self, rows: list[dict[str, Any]],
+                   files: Iterable[dict[str, Any]] = (),
+                   moves: Iterable[dict[str, Any]] = (), *, since: int | None
+                   ) -> tuple[list[int], set[int]]:
+        """``append``, except for what another process recorded meanwhile: a row whose path's
+        latest decision came after decision ``since`` (this run's ``opened_at``) about the same
+        content, with the same decision and judging context, is not written again (nor its
+        file-cache row, nor its move: that process carries it out). Checked inside the write
+        transaction, so a daemon and a CLI deciding one path at once record it once. Returns
+        the ids (that process's for those rows) and the indexes of the rows left out."""
         prepared = []
         for row in rows:
             r = {k: row.get(k) for k in CHAINED if k not in ("id", "prev_hash")}
@@ -722,25 +810,79 @@ class Ledger:
                 raise LedgerError(f"a quarantine move has fields the ledger does not keep: "
                                   f"{', '.join(sorted(unknown))} (add them to ledger.py)")
 
-        def work() -> list[int]:
-            ids = self._chain_append("decisions", prepared)
+        def work() -> tuple[list[int], set[int]]:
+            theirs = {} if since is None else self._recorded_since(prepared, files, since)
+            fresh = [i for i in range(len(prepared)) if i not in theirs]
+            by_index = dict(theirs)
+            by_index.update(zip(fresh, self._chain_append("decisions",
+                                                          [prepared[i] for i in fresh]),
+                                strict=True))
+            ids = [by_index[i] for i in range(len(prepared))]
             file_rows = []
             for f in files:
+                if f.get("row_index") in theirs:
+                    continue
                 values = tuple(ids[f["row_index"]] if k == "decision_id" and
                                f.get("row_index") is not None else f.get(k)
                                for k in _FILE_COLUMNS)
                 file_rows.append((*values, self._seal_file(values)))
             if file_rows:
                 self.db.conn.executemany(_UPSERT_FILE, file_rows)
-            if moves:
+            owner = process_owner()
+            planned = [{**m, **owner, "decision_id": ids[m["row_index"]]} for m in moves
+                       if m["row_index"] not in theirs]
+            if planned:
                 mutable = CHAINS["quarantine"].mutable
-                planned = [{**m, "decision_id": ids[m["row_index"]]} for m in moves]
                 qids = self._chain_append("quarantine", planned, extra=mutable)
                 self._log_updates("quarantine", [(q, {c: m.get(c) for c in mutable})
                                                  for q, m in zip(qids, planned, strict=True)])
-            return ids
+            return ids, set(theirs)
 
         return self._write(work)
+
+    def _recorded_since(self, rows: list[dict[str, Any]], files: list[dict[str, Any]],
+                        since: int) -> dict[int, int]:
+        """Row index -> the id of a decision recorded after ``since`` that says the same about
+        the same file: the latest about its path, verified, and either its file-cache row (its
+        own seal, same fingerprint, decision key and judging context: catalogue, judging code,
+        sidecars) matches this row's, or, for a file with no content to cache, its fields do."""
+        latest: dict[str, int] = {}
+        paths = sorted({r["path"] for r in rows})
+        for i in range(0, len(paths), 500):
+            chunk = paths[i:i + 500]
+            for path, ident in self.db.conn.execute(
+                    f"SELECT path, max(id) FROM decisions WHERE path IN "
+                    f"({','.join('?' * len(chunk))}) GROUP BY path", chunk):
+                if ident > since:
+                    latest[path] = ident
+        if not latest:
+            return {}
+        found, cached = list(latest), []
+        for i in range(0, len(found), 500):
+            chunk = found[i:i + 500]
+            cached += self.db.query(
+                f"SELECT * FROM files WHERE path IN ({','.join('?' * len(chunk))})", chunk)
+        cache = self._trusted_cache(cached)
+        mine = {f["row_index"]: f for f in files if f.get("row_index") is not None}
+        same = ("fingerprint", "kind", "error", "zone", "rule", "action", "mode", "policy_digest")
+        out = {}
+        for i, r in enumerate(rows):
+            ident = latest.get(r["path"])
+            if ident is None:
+                continue
+            if i in mine:
+                theirs = cache.get(r["path"])
+                if theirs and theirs["decision_id"] == ident and all(
+                        theirs[k] == mine[i].get(k)
+                        for k in ("fingerprint", "decision_key", "catalogue")):
+                    out[i] = ident
+                continue
+            row = next(iter(self.db.query("SELECT * FROM decisions WHERE id = ?", [ident])),
+                       None)
+            if row and self._row_ok(CHAINS["decisions"], row) and all(
+                    row[k] == r.get(k) for k in same):
+                out[i] = ident
+        return out
 
     def decisions(self, action: str | None = None, kind: str | None = None,
                   since: str | None = None, path: str | None = None,
@@ -929,23 +1071,36 @@ class Ledger:
                     f"the ledger's {self.key_path} (id {key.id}): the key was replaced")
         if not key.check(doc.get("signature"), "checkpoint", data.canonical_json(body)):
             return "the checkpoint's signature does not verify: it was edited, or is not this key's"
+        return self.check_heads(doc["chains"], f"the checkpoint of {doc.get('time')}")
+
+    def check_heads(self, chains: dict[str, Any], what: str = "the checkpoint") -> str | None:
+        """None when, for every chain in ``chains`` ({chain: {"count", "head"}}: a
+        checkpoint's, or where a receipt says the ledger was), its row ``count`` is still
+        here with the hash ``head``; else why not (truncated, rolled back, rewritten since).
+        The rows up to it are checked by ``verify``: a row the head links to cannot change
+        without breaking the chain. Heads that are not signed (a receipt's) are only a claim
+        of where the ledger was, checked against it."""
+        if not isinstance(chains, dict):
+            return f"{what} holds no chain heads"
         tables = set(self.db.table_names())
-        for name, head in sorted(doc["chains"].items()):
-            count, want = int(head.get("count", 0)), head.get("head")
-            noun = CHAINS[name].noun if name in CHAINS else "row"
+        for name, head in sorted(chains.items()):
+            if name not in CHAINS or not isinstance(head, dict):
+                return f"{what} names {name!r}, which is no chain of the ledger"
+            count, want = int(head.get("count") or 0), head.get("head")
+            noun = CHAINS[name].noun
             if count == 0:
                 continue
             if name not in tables:
-                return f"the {name} table is gone; the checkpoint holds {count} of its rows"
+                return f"the {name} table is gone; {what} holds {count} of its rows"
             row = self.db.conn.execute(f"SELECT hash FROM [{name}] WHERE id = ?",
                                        [count]).fetchone()
             if row is None:
                 have = self.db.conn.execute(f"SELECT count(*) FROM [{name}]").fetchone()[0]
-                return (f"{noun} {count} of {name}, the last at the checkpoint of {doc.get('time')}, "
-                        f"is missing ({have} rows now): the ledger was truncated or rolled back")
+                return (f"{noun} {count} of {name}, the last at {what}, is missing ({have} "
+                        "rows now): the ledger was truncated or rolled back")
             if row[0] != want:
-                return (f"{noun} {count} of {name} is not the one at the checkpoint of "
-                        f"{doc.get('time')}: the chain up to it was rewritten")
+                return (f"{noun} {count} of {name} is not the one at {what}: the chain up to "
+                        "it was rewritten")
         return None
 
     # -- verified reads --------------------------------------------------------------------
@@ -1033,7 +1188,9 @@ class Ledger:
         if "deliveries" not in self.db.table_names():
             return []
         where, params = (" WHERE name = ?", [name]) if name else ("", [])
-        return self._verified("deliveries", where, params)
+        # a ledger read before its first write in this version has no show/episode columns
+        return [{"show": None, "episode": None, **r}
+                for r in self._verified("deliveries", where, params)]
 
     def record_departures(self, rows: list[dict[str, Any]]) -> list[int]:
         """Chain events for files that left (``removed``) or moved within (``moved``, with
@@ -1140,9 +1297,14 @@ class Ledger:
     def approvals(self, include_inactive: bool = True) -> list[Approval]:
         """Approvals whose rows verify (hash, seal, revocation state against the update
         log): a row put in by hand, or edited, never clears a file."""
+        # .get: a ledger opened read-only before its first write in this version lacks the
+        # late columns (category, scope), which are then unset
         out = [Approval(id=r["id"], ref=r["ref"], approver=r["approver"], created=r["created"],
                         fingerprint=r["fingerprint"], glob=r["glob"], path=r["path"],
-                        expires=r["expires"], note=r["note"], revoked=r["revoked"])
+                        expires=r["expires"], note=r["note"], revoked=r["revoked"],
+                        category=r.get("category"), show=r.get("show"),
+                        episode=r.get("episode"), delivery=r.get("delivery"),
+                        entry=r.get("entry"), sequence=r.get("sequence"))
                for r in self._verified("approvals")]
         if include_inactive:
             return out
@@ -1172,6 +1334,49 @@ class Ledger:
         if verified:
             return self._verified("quarantine", where, params)
         return list(self.db.query(f"SELECT * FROM quarantine{where} ORDER BY id", params))
+
+    def take_moves(self, state: str, daemon_runs: bool = False) -> list[dict[str, Any]]:
+        """The moves in ``state`` (pending, failed) this process may carry out, in id order:
+        its own, and those whose owner is gone (``owner_state``: the process that planned or
+        last took the move runs no more). Those it takes over are marked ``taken_by`` it (an
+        update) in one transaction, so two processes never both take one. A move in the hands
+        of a live process (in flight: a daemon's, a paused CLI's) or of another host is never
+        taken. While a watch daemon runs on this ledger (``daemon_runs``, said by a CLI), the
+        moves of daemon decisions and those planned before moves had owners are left to it."""
+        candidates = self.moves(state)
+        if daemon_runs and candidates:
+            ids, daemons = sorted({m["decision_id"] for m in candidates}), set()
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                daemons.update(d for (d,) in self.db.conn.execute(
+                    f"SELECT id FROM decisions WHERE actor = 'daemon' AND id IN "
+                    f"({','.join('?' * len(chunk))})", chunk))
+            candidates = [m for m in candidates if m["decision_id"] not in daemons]
+        mine, gone = [], []
+        for m in candidates:
+            who = _holder(m)
+            status = owner_state(who) if who else ("alive" if daemon_runs else "gone")
+            if status != "alive":
+                (mine if status == "me" else gone).append(m)
+        if not gone:
+            return mine
+        me = data.canonical_json(process_owner())
+
+        def work() -> list[dict[str, Any]]:
+            taken, t = [], now_iso()
+            for m in gone:
+                row = self.db.conn.execute("SELECT state, taken_by FROM quarantine WHERE id = ?",
+                                           [m["id"]]).fetchone()
+                if row is None or tuple(row) != (m["state"], m["taken_by"]):
+                    continue  # changed since it was read: another process took it first
+                self.db.conn.execute("UPDATE quarantine SET taken_by = ?, updated = ? WHERE "
+                                     "id = ?", [me, t, m["id"]])
+                taken.append({**m, "taken_by": me, "updated": t})
+            self._log_updates("quarantine", [(m["id"], {"taken_by": me, "updated": t})
+                                             for m in taken])
+            return taken
+
+        return sorted([*mine, *self._write(work)], key=lambda m: m["id"])
 
     def moved_by_provgate(self, original_path: str, fingerprint: str | None) -> bool:
         """True when provgate's own quarantine took this file away (not a departure)."""
@@ -1284,6 +1489,70 @@ def _user() -> str:
         return str(os.getuid())
 
 
+# -- the owner of a move -----------------------------------------------------------------------
+
+def process_owner() -> dict[str, Any]:
+    """This process as the owner of the moves it plans: pid, start time and host name."""
+    pid = os.getpid()
+    return {"owner_pid": pid, "owner_start": _process_start(pid) or None,
+            "owner_host": socket.gethostname()}
+
+
+def owner_state(owner: dict[str, Any]) -> str:
+    """``me`` (this process), ``alive`` (a process that still runs, however busy or paused,
+    or one of another host, which this one cannot see: never taken) or ``gone`` (its pid runs
+    no more, or runs another process since: another start time, or another boot)."""
+    pid, start = owner.get("owner_pid"), owner.get("owner_start")
+    if owner.get("owner_host") != socket.gethostname():
+        return "alive"
+    now = _process_start(int(pid)) if pid is not None else ""
+    if now is None:  # no /proc here: the pid alone
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return "gone"
+        except PermissionError:
+            pass
+    elif not now or (start and now != start):
+        return "gone"
+    return "me" if pid == os.getpid() else "alive"
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as ``BOOT-ID:TICKS`` (field 22 of /proc/PID/stat, clock
+    ticks since boot); "" when no such process runs (or only its zombie), None without /proc."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return "" if os.path.isdir("/proc/self") else None
+    except OSError:
+        return None
+    # the name, field 2, is in parentheses and may hold spaces and parentheses itself
+    state, *rest = raw[raw.rindex(b")") + 2:].split()
+    if state in (b"Z", b"X"):
+        return ""
+    return f"{_boot_id()}:{int(rest[18])}"
+
+
+@functools.lru_cache(maxsize=1)
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _holder(move: dict[str, Any]) -> dict[str, Any] | None:
+    """Who a move is in the hands of: the process that last took it over, else its planner
+    (None for a move planned before moves had owners)."""
+    if move.get("taken_by"):
+        try:
+            return dict(json.loads(move["taken_by"]))
+        except (ValueError, TypeError):
+            return None
+    return {k: move.get(k) for k in MOVE_OWNER} if move.get("owner_host") else None
+
+
 def _locked(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -1312,6 +1581,8 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
 
 def for_policy(policy: Policy, override: str | None = None, **kwargs: Any) -> Ledger:
     """The ledger a policy names (or ``override``), with the policy's seal key and the roots
-    that key must stay out of."""
+    that key must stay out of; the policy's ``service`` (group, user) becomes this process's
+    (``safefs.configure``) for the ledger, its key, the quarantine and the daemon's files."""
+    safefs.configure(**policy.service)
     return Ledger(policy.ledger_path(override), seal_key=policy.seal_key_path(),
                   roots=policy.roots, **kwargs)

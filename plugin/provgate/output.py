@@ -88,7 +88,7 @@ class Printer:
             if first:
                 click.echo(f"{'ACTION':<9} {'KIND':<13} {'C2PA':<16} {'ZONE':<9} PATH / WHY")
             action = click.style(f"{r['action']:<9}", fg=self.colour[r["action"]])
-            click.echo(f"{action} {r['kind']:<13} {r['c2pa']:<16} {r['zone']:<9} "
+            click.echo(f"{action} {r['kind']:<13} {r.get('c2pa') or '-':<16} {r['zone']:<9} "
                        f"{display_path(r['path'])}")
             reason = why(r)
             if reason:
@@ -114,6 +114,8 @@ def why(r: dict[str, Any]) -> str:
         return f"error: {r['error']}"
     if r.get("approval"):
         return f"approved: {r['approval']['ref']} by {r['approval']['by']}"
+    if r.get("unit"):  # a sequence: its frames' kinds and evidence, as ranges
+        return "; ".join(r["evidence"][:3])
     e = next((e for e in r["evidence"] if e["kind"] == r["kind"]), None)
     if e:
         return f"{e['meaning']} [{e['tag']}]"
@@ -126,8 +128,10 @@ def display_path(path: str) -> str:
     return shown.encode("utf-8", "backslashreplace").decode("utf-8").replace("\n", "\\n")
 
 
-def summary_line(records: list[Brief]) -> str:
+def summary_line(records: list[Brief], sequences: int = 0) -> str:
     s = summarize(records)
     parts = [f"{n} {a}" for a, n in sorted(s["actions"].items())]
     extra = f", {s['approved']} by approval" if s["approved"] else ""
+    extra += (f" (shown as {sequences} sequence{'s' * (sequences != 1)} or packages)"
+              if sequences else "")
     return f"provgate: {s['files']} files: {', '.join(parts) or 'nothing to do'}{extra}"

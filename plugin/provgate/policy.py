@@ -11,7 +11,7 @@ import functools
 import os
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,8 +42,19 @@ _KIND_WORDS = {
 
 
 @dataclass(frozen=True)
+class Scope:
+    """Where a run gates: its show, episode and delivery (None: not known, e.g. a scan)."""
+
+    show: str | None = None
+    episode: str | None = None
+    delivery: str | None = None
+
+
+@dataclass(frozen=True)
 class Approval:
-    """Written approval: a studio reference bound to a file's fingerprint or to a path glob."""
+    """Written approval: a studio reference bound to a file's fingerprint or to a path glob,
+    with the guidance's category, the register entry it was made from, and a scope: an
+    approval scoped to a show, episode or delivery clears files only in a run there."""
 
     id: int
     ref: str
@@ -55,6 +66,15 @@ class Approval:
     expires: str | None = None
     note: str | None = None
     revoked: str | None = None
+    category: str | None = None
+    show: str | None = None
+    episode: str | None = None
+    delivery: str | None = None
+    entry: str | None = None
+    # an approval of an image sequence: the digest of its frames when it was given. ``glob``
+    # names the frames; a frame is cleared by the glob, and the sequence only while its
+    # digest is this one (units.py), so changing one frame voids the approval of the whole
+    sequence: str | None = None
 
     def active(self, now: datetime) -> bool:
         if self.revoked:
@@ -62,9 +82,27 @@ class Approval:
         return not self.expires or datetime.fromisoformat(self.expires) > now
 
     def covers(self, asset: Asset) -> bool:
-        if self.fingerprint:
+        if self.fingerprint and not self.sequence:
             return asset.fingerprint == self.fingerprint
         return bool(self.glob) and matches(asset.path, [self.glob], case_sensitive=True)
+
+    def within(self, scope: Scope) -> bool:
+        """Whether the run's scope is inside this approval's: each scope field the approval
+        sets must be the run's (a run that does not know its delivery matches none)."""
+        return all(want is None or want == have for want, have in (
+            (self.show, scope.show), (self.episode, scope.episode),
+            (self.delivery, scope.delivery)))
+
+    def clears(self, asset: Asset, scope: Scope, now: datetime) -> bool:
+        """Active, covering the file, and scoped to where it is gated."""
+        return self.active(now) and self.covers(asset) and self.within(scope)
+
+    @property
+    def scope_line(self) -> str:
+        """The scope in words, ``"show X, episode Y, delivery Z"``, or ``"any"``."""
+        parts = [f"{k} {v}" for k, v in (("show", self.show), ("episode", self.episode),
+                                         ("delivery", self.delivery)) if v]
+        return ", ".join(parts) or "any"
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "ref": self.ref, "by": self.approver, "expires": self.expires}
@@ -75,6 +113,8 @@ class Policy:
     doc: dict[str, Any]
     source: str
     base_dir: Path
+    # the delivery a check gates (``scoped``): not policy, so not in the digest
+    context: Scope = field(default_factory=Scope, compare=False)
     digest: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -141,6 +181,27 @@ class Policy:
         return [str(self._path(r)) for r in self.doc.get("roots", [])]
 
     @property
+    def show(self) -> str | None:
+        """The show this policy gates (``[delivery] show``), recorded on deliveries."""
+        return self.doc.get("delivery", {}).get("show")
+
+    @property
+    def episode(self) -> str | None:
+        return self.doc.get("delivery", {}).get("episode")
+
+    @property
+    def scope(self) -> Scope:
+        """Where this policy gates now: the check's delivery, show and episode, else the
+        policy's own show and episode."""
+        c = self.context
+        return Scope(c.show or self.show, c.episode or self.episode, c.delivery)
+
+    def scoped(self, delivery: str | None, show: str | None = None,
+               episode: str | None = None) -> Policy:
+        """This policy for one delivery's check (approvals scoped to it clear files there)."""
+        return replace(self, context=Scope(show, episode, delivery))
+
+    @property
     def detectors(self) -> dict[str, Any]:
         """Settings of detector plugins (``[detectors.NAME]``), e.g. turning pixel reading on."""
         return self.doc.get("detectors", {})
@@ -169,6 +230,13 @@ class Policy:
         """The ledger's seal key when the policy names one (``seal_key``); else the ledger
         finds it (``PROVGATE_SEAL_KEY``, or beside the ledger)."""
         return self._path(self.doc["seal_key"]) if self.doc.get("seal_key") else None
+
+    @property
+    def service(self) -> dict[str, int | str]:
+        """The service's ``group`` (producers who run approve and report: provgate's files and
+        folders are made of that group) and ``user`` (whose files a producer's CLI trusts), as
+        given in ``[service]``; empty when not set."""
+        return {k: v for k, v in self.doc.get("service", {}).items() if k in ("group", "user")}
 
     def trust_bundle(self) -> TrustBundle:
         t = self.doc.get("trust", {})
@@ -263,13 +331,25 @@ class Policy:
                     action, rule = raised, line
                     reason += f" {finding.reason[:1].upper()}{finding.reason[1:]}: {raised}."
         if action in HOLDS:
+            scope = self.scope
             for appr in approvals:
-                if appr.active(now) and appr.covers(asset):
+                if appr.clears(asset, scope, now):
                     return Decision("allow", zone, f"approval #{appr.id}",
                                     f"{reason} Allowed by written approval {appr.ref} "
                                     f"({appr.approver}).", appr.summary())
         return Decision(action, zone, rule, reason)
 
+
+    def integrity(self, zone: str, what: str) -> Decision:
+        """A delivered unit that is not what was packed (a track file whose hash is not its
+        PKL's, a file missing from its package): held wherever an unreadable file is."""
+        action, _line = self.action_for(zone, "unreadable")
+        return Decision(action, zone, "integrity", what)
+
+    def void_approval(self, zone: str, kind: str, what: str) -> Decision:
+        """A sequence whose approval was given for other frames: decided as if unapproved."""
+        action, line = self.action_for(zone, kind)
+        return Decision(action, zone, line, what)
 
     def missing_media(self, zone: str, what: str) -> Decision:
         """Media a cut uses that is not there (missing, offline, not a local file) blocks

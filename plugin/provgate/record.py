@@ -115,6 +115,9 @@ class Record:
     clips: list[dict[str, Any]] | None = None
     # what the vendor's GenAI register says of the file (status, entries, findings)
     register: dict[str, Any] | None = None
+    # the verdict of the file alone, before a register joined it: what the file cache keeps
+    # (else each re-check would fold the declaration into the evidence once more)
+    own: Verdict | None = None
 
     @property
     def path(self) -> str:
@@ -138,7 +141,8 @@ class Record:
 
     def brief(self) -> Brief:
         return Brief(self.path, self.kind, self.action, self.decision.reason, self.approval,
-                     self.asset.fingerprint, self.verdict.error, self.clips, self.id)
+                     self.asset.fingerprint, self.verdict.error, self.clips, self.id,
+                     self.decision.zone, tuple(dict.fromkeys(s.tag for s in self.verdict.evidence)))
 
     def key(self) -> str:
         """Equal keys: the same decision about the same content, nothing new to record."""
@@ -192,6 +196,8 @@ class Brief:
     error: str | None
     clips: list[dict[str, Any]] | None = None
     id: int | None = None  # the decision's row in the ledger (None: not recorded)
+    zone: str = ""
+    tags: tuple[str, ...] = ()  # the evidence's tags: a sequence says which frames carry which
 
     @property
     def held(self) -> bool:

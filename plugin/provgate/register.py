@@ -1151,3 +1151,92 @@ def finding_actions(reconciled: Reconciled, policy: Mapping[str, Any], zone: str
     """Each finding with its action and policy line, strongest first (ties keep order)."""
     out = [(f, *action_for(policy, zone, f.rule, final)) for f in reconciled.findings]
     return sorted(out, key=lambda t: -ACTION_STRENGTH[t[1]])
+
+
+# -- what a recorded decision says; approvals made from an entry -------------------------------
+
+def recorded_status(kind: str, evidence: Iterable[Mapping[str, Any]]
+                    ) -> tuple[str, list[dict[str, Any]]]:
+    """The reconciliation a decision row holds, read back from its evidence (the ledger keeps
+    each declaring entry as a signal of source ``register``): the status as
+    :func:`reconcile` named it, and the declared entries (``to_dict`` form). AI detected is a
+    signal of an AI kind from the file itself, in a file not judged human or algorithmic."""
+    declared = [s for s in evidence if s.get("source") == "register"]
+    detected = kind not in ("human", "algorithmic") and any(
+        s.get("kind") in AI_KINDS and s.get("source") != "register" for s in evidence)
+    status = ("disclosed" if detected and declared else "undisclosed" if detected else
+              "declared_only" if declared else "none")
+    entries = {}
+    for s in declared:  # one entry may be in the evidence more than once
+        entry = _declared_entry(s)
+        entries.setdefault(str(entry.get("id")), entry)
+    return status, list(entries.values())
+
+
+def _declared_entry(signal: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        entry = json.loads(signal.get("value") or "")
+    except (TypeError, ValueError):
+        entry = None
+    # a row edited by hand may hold anything: only an entry with an id is taken as one
+    if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+        return entry
+    return {"id": str(signal.get("tag") or "")}
+
+
+_MAX_FRAME_WIDTH = 8  # the widest frame number an approval glob spells out
+
+
+def approval_glob(entry: Entry, root: str | os.PathLike[str]) -> str:
+    """One absolute glob (``assets.matches``, case-sensitive, as approvals match) over what
+    ``entry`` covers below ``root``: the approval ``provgate approve --entry`` makes. Each
+    path pattern as the register reads it (a name at any depth when it has no ``/``, a
+    folder with what is in it), a shot name as a folder or a run of words of a name, frame
+    tokens as the widths sequences.py groups (up to eight digits)."""
+    alts = [g for p in entry._paths for g in _path_globs(p.source)]
+    alts += [g for shot in entry._shots for g in _shot_globs(shot)]
+    # only what is a wildcard under assets' flags is escaped (wcmatch's escape() also
+    # escapes '-', which an approval's fixed part must keep as it is on disk)
+    top = re.sub(r"([*?\[\]{}\\])", r"\\\1", os.path.abspath(root))
+    return f"{top}/{{{','.join(alts)}}}"
+
+
+def _path_globs(pattern: str) -> list[str]:
+    parts = [s for s in pattern.split("/") if s]
+    body = "/".join(_glob_segment(s) for s in parts)
+    if "/" not in pattern:
+        body = f"**/{body}"
+    return [body] if parts[-1] == "**" else [body, f"{body}/**"]
+
+
+def _shot_globs(shot: str) -> list[str]:
+    word, sep = _glob_literal(shot), "[_. -]"
+    names = (word, f"{word}{sep}*", f"*{sep}{word}", f"*{sep}{word}{sep}*")
+    return [g for n in names for g in (f"**/{n}", f"**/{n}/**")]
+
+
+def _glob_segment(segment: str) -> str:
+    """A register path component as an approval glob component: its wildcards kept, what
+    would split the glob's ``{a,b}`` escaped, frame tokens as digit alternatives."""
+    if segment == "**":
+        return segment
+    out, at = [], 0
+    for m in _SEQ.finditer(segment):
+        out += [_glob_literal(segment[at:m.start()]), _frame_digits(m)]
+        at = m.end()
+    return "".join([*out, _glob_literal(segment[at:])])
+
+
+def _glob_literal(text: str) -> str:
+    return re.sub(r"([,{}])", r"\\\1", text)
+
+
+def _frame_digits(token: re.Match[str]) -> str:
+    """A frame token as sequences.py reads it: ``####`` is four digits with a leading zero,
+    or more without one; ``#`` and ``%d`` any number (or the token itself, as written)."""
+    text = token.group(0)
+    width = len(text) if text.startswith("#") else int(token.group(1) or 1)
+    rest = "[0-9]"
+    alts = ["0" + rest * (width - 1)] if width > 1 else ["0"]
+    alts += ["[1-9]" + rest * (w - 1) for w in range(width, _MAX_FRAME_WIDTH + 1)]
+    return "{" + ",".join([*alts, _glob_literal(text)]) + "}"

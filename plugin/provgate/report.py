@@ -2,8 +2,12 @@
 
 One model (``build``), three forms: a self-contained HTML page (no network: styles inline,
 thumbnails as data: URIs, a Content-Security-Policy that forbids any fetch), CSV, and JSON valid
-against ``schemas/report.schema.json``. The report describes each file's latest decision; the
-older rows stay in the ledger's chain, whose verification the report states.
+against ``schemas/report.schema.json``. The report of a delivery (the default: the latest one
+checked) is written for the producer who signs it: a banner with the verdict and counts, then
+what needs written approval (with the exact ``provgate approve`` command), approved AI uses,
+disclosed uses, undisclosed AI, blocked files, integrity problems, and every file's evidence;
+its JSON and CSV carry the same sections. The ledger-wide report describes each file's latest
+decision. Older rows stay in the ledger's chain, whose verification the report states.
 
 The ledger is data, never markup: whoever can write the ledger file can put anything in any
 column. Every value from it is escaped for its context (text and attribute values alike), class
@@ -20,18 +24,20 @@ import html
 import io
 import json
 import os
+import shlex
 import socket
 import string
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from provgate import __version__
+from provgate import __version__, register
 from provgate.assets import Asset
 from provgate.data import PACKAGE_DIR
 from provgate.ledger import Ledger, now_iso
-from provgate.policy import Approval
+from provgate.policy import Approval, Scope
+from provgate.vocabulary import AI_KINDS, HOLDS
 
 KINDS = ("ai_generated", "ai_composite", "ai_possible", "algorithmic", "human", "unknown",
          "unreadable")
@@ -39,6 +45,17 @@ ACTIONS = ("block", "escalate", "flag", "allow")
 CSV_FIELDS = ("id", "time", "path", "kind", "c2pa", "zone", "action", "reason",
               "approval_state", "approval_ref", "quarantine_state", "quarantined_path",
               "fingerprint", "size", "error", "evidence")
+# the delivery report's sections, in the order the producer reads them
+SECTIONS = (("needs_approval", "Needs written approval"), ("approved", "Approved AI uses"),
+            ("disclosed", "Disclosed uses"), ("undisclosed", "Undisclosed AI"),
+            ("blocked", "Blocked and quarantined"), ("integrity", "Integrity problems"))
+EVIDENCE = ("evidence", "Every file and its evidence")
+DELIVERY_CSV_FIELDS = ("section", "id", "path", "kind", "action", "zone", "reason",
+                       "approval_state", "approval_ref", "approver", "category", "expires",
+                       "scope", "command", "status", "entries", "detected",
+                       "quarantine_state", "quarantined_path", "problem", "c2pa", "time",
+                       "fingerprint", "size", "error", "evidence")
+VERDICTS = ("passed", "FAILED")
 THUMB_PX = 160
 THUMB_MAX_BYTES = 256 << 20  # larger images are named, not decoded, to keep a report quick
 NEUTRAL_CLASS = "other"  # the CSS class of a kind or action that is not one of ours
@@ -56,20 +73,27 @@ def record(row: dict[str, Any], approvals: dict[int, Approval] | None = None) ->
 
 def build(ledger: Ledger, since: str | None = None, path: str | None = None,
           zone: str | None = None, thumbnails: int = 200,
-          delivery: dict[str, Any] | None = None) -> dict[str, Any]:
+          delivery: dict[str, Any] | None = None,
+          options: dict[str, str | None] | None = None,
+          note: str | None = None) -> dict[str, Any]:
     """The report as data: what the ledger says now about each file in the filter, or, for
     a ``delivery`` record, about each file of that delivery as that check decided it (a
-    later check of a subfolder or of another delivery changes nothing in it)."""
+    later check of a subfolder or of another delivery changes nothing in it), with the
+    producer's sections. ``options`` (``policy``, ``ledger``) are put in the approve
+    commands it prints, so that they act on the same ledger; ``note`` says why this report."""
     count, broken, message = ledger.verify()
     approvals = {a.id: a for a in ledger.approvals()}
     # every row, verified or not: a broken ledger is reported as broken, with what it holds
     moves = {m["decision_id"]: m for m in ledger.moves(verified=False)}
     departures = {e["path"]: e for e in ledger.events()}  # the latest per path wins
     now = datetime.now(timezone.utc)
+    scope = _scope(delivery)
+    rows, unrecorded = (_delivery_rows(ledger, delivery, zone) if delivery is not None else
+                        (ledger.decisions(since=since, path=path, zone=zone, latest=True), []))
     files = []
-    for row in _rows(ledger, since, path, zone, delivery):
+    for row in rows:
         rec = record(row, approvals)
-        rec["approval_state"] = approval_state(rec, approvals.values(), now)
+        rec["approval_state"] = approval_state(rec, approvals.values(), now, scope)
         move = moves.get(rec["id"])
         rec["quarantine"] = ({k: move[k] for k in ("id", "state", "quarantined_path",
                                                    "receipt_path", "updated", "error")}
@@ -79,43 +103,75 @@ def build(ledger: Ledger, since: str | None = None, path: str | None = None,
             rec["departed"] = {k: gone[k] for k in ("event", "time", "dest")}
         files.append(rec)
     _add_thumbnails(files, thumbnails)
-    return {
+    doc: dict[str, Any] = {
         "report": {"title": "Generative AI disclosure", "generated": now_iso(),
                    "host": socket.gethostname(), "provgate": __version__,
                    "ledger": str(ledger.path),
                    "filters": {"since": since, "path": path, "zone": zone,
                                "delivery": delivery["name"] if delivery else None},
-                   "delivery": {k: delivery[k] for k in ("id", "name", "time", "verdict",
-                                                         "files", "held")} if delivery else None,
+                   "delivery": _delivery_meta(delivery),
                    "chain": {"intact": broken is None, "decisions": count,
-                             "message": message}},
+                             "message": message},
+                   "note": note},
         "totals": _totals(files),
         "files": files,
     }
+    if delivery is not None:
+        approve = _Approve(delivery, options or {})
+        doc["sections"] = sections(files, unrecorded, approvals, now, scope, approve)
+        doc["banner"] = banner(delivery, files, doc["sections"])
+    return doc
 
 
-def _rows(ledger: Ledger, since: str | None, path: str | None, zone: str | None,
-          delivery: dict[str, Any] | None) -> Iterable[dict[str, Any]]:
+def _delivery_meta(delivery: dict[str, Any] | None) -> dict[str, Any] | None:
     if delivery is None:
-        return ledger.decisions(since=since, path=path, zone=zone, latest=True)
-    ids = sorted(f["id"] for f in json.loads(delivery["decisions"]).values() if f.get("id"))
-    rows = (ledger.decision(i) for i in ids)
-    return [r for r in rows if r is not None and (not zone or r["zone"] == zone)]
+        return None
+    return {k: delivery.get(k) for k in ("id", "name", "time", "verdict", "files", "held",
+                                         "show", "episode", "user")}
 
 
-def approval_state(rec: dict[str, Any], approvals: Iterable[Approval], now: datetime) -> str:
+def _scope(delivery: dict[str, Any] | None) -> Scope:
+    """Where a delivery was gated: an approval scoped elsewhere does not count for it."""
+    if delivery is None:
+        return Scope()
+    return Scope(delivery.get("show"), delivery.get("episode"), delivery["name"])
+
+
+def _delivery_rows(ledger: Ledger, delivery: dict[str, Any], zone: str | None
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The decision rows a delivery record names, and its files with no row to show (not
+    recorded, or the row is gone from the ledger)."""
+    rows, unrecorded = [], []
+    for path, f in sorted(json.loads(delivery["decisions"]).items(),
+                          key=lambda item: (item[1].get("id") or 0, item[0])):
+        row = ledger.decision(f["id"]) if f.get("id") else None
+        if row is None:
+            unrecorded.append({"id": f.get("id"), "path": path, "kind": f.get("kind"),
+                               "action": f.get("action"), "zone": None})
+        elif not zone or row["zone"] == zone:
+            rows.append(row)
+    return rows, unrecorded
+
+
+def approval_state(rec: dict[str, Any], approvals: Iterable[Approval], now: datetime,
+                   scope: Scope | None = None) -> str:
     """Where the written approval stands today, not only when the file was decided."""
     if rec["approval_id"]:
         appr = next((a for a in approvals if a.id == rec["approval_id"]), None)
         if appr is None or appr.active(now):
             return "approved"
         return "approval revoked" if appr.revoked else "approval expired"
-    if rec["action"] not in ("escalate", "block"):
+    if rec["action"] not in HOLDS:
         return "not needed"
-    asset = Asset(rec["path"], rec.get("root") or "", fingerprint=rec["fingerprint"])
-    if any(a.active(now) and a.covers(asset) for a in approvals):
+    if _approved_since(rec, approvals, now, scope or Scope()):
         return "approved since the decision (the next scan records it)"
     return "awaiting written approval" if rec["action"] == "escalate" else "not approved"
+
+
+def _approved_since(rec: dict[str, Any], approvals: Iterable[Approval], now: datetime,
+                    scope: Scope) -> Approval | None:
+    asset = Asset(rec["path"], rec.get("root") or "", fingerprint=rec["fingerprint"])
+    return next((a for a in approvals if a.clears(asset, scope, now)), None)
 
 
 def _totals(files: list[dict[str, Any]]) -> dict[str, Any]:
@@ -130,6 +186,128 @@ def _totals(files: list[dict[str, Any]]) -> dict[str, Any]:
         "approved": sum(1 for f in files if f["approval_state"] == "approved"),
         "departed": sum(1 for f in files if f.get("departed")),
     }
+
+
+# -- the delivery's sections -----------------------------------------------------------------
+
+class _Approve:
+    """The ``provgate approve`` command that clears one file of a delivery, as the command
+    accepts it: the register entry that declares the file (``--entry``, read from the
+    register the delivery's check recorded), else the file where it is now (its quarantined
+    copy, where it moved) bound to the content that was decided (``--fingerprint``)."""
+
+    def __init__(self, delivery: dict[str, Any], options: dict[str, str | None]) -> None:
+        self.delivery = delivery
+        self.tail = "".join(f" --{k} {shlex.quote(v)}" for k, v in options.items() if v)
+
+    def command(self, f: dict[str, Any], entry: dict[str, Any] | None) -> str | None:
+        if not f["fingerprint"]:
+            return None  # nothing an approval can bind to: fix the file, check again
+        q = shlex.quote
+        if entry and self.delivery.get("register"):
+            ref = "" if entry.get("approval_ref") else " --ref STUDIO-REF"
+            return (f"provgate approve --entry {q(str(entry['id']))} --delivery "
+                    f"{q(self.delivery['name'])}{ref} --by NAME{self.tail}")
+        return (f"provgate approve {q(_where_now(f))} --fingerprint {q(f['fingerprint'])} "
+                f"--ref STUDIO-REF --by NAME{self.tail}")
+
+
+def sections(files: list[dict[str, Any]], unrecorded: list[dict[str, Any]],
+             approvals: dict[int, Approval], now: datetime, scope: Scope,
+             approve: _Approve) -> list[dict[str, Any]]:
+    """The producer's sections, in ``SECTIONS`` order, each a list of items (a file may be
+    in several: a disclosed use that still needs approval)."""
+    found: dict[str, list[dict[str, Any]]] = {key: [] for key, _ in SECTIONS}
+    for f in files:
+        for key, item in _placements(f, approvals, now, scope, approve):
+            found[key].append(item)
+    for u in unrecorded:
+        found["integrity"].append({**u, "problem": (
+            f"decision #{u['id']} of this delivery is missing from the ledger" if u["id"]
+            else "no decision was recorded for it: it was not judged")})
+    return [{"id": key, "title": title, "items": found[key]} for key, title in SECTIONS]
+
+
+def _placements(f: dict[str, Any], approvals: dict[int, Approval], now: datetime,
+                scope: Scope, approve: _Approve) -> Iterable[tuple[str, dict[str, Any]]]:
+    base = {k: f.get(k) for k in ("id", "path", "kind", "action", "zone")}
+    status, entries = register.recorded_status(f["kind"], _evidence(f["evidence"]))
+    entry = next(iter(entries), None)
+    state = f["approval_state"]
+    if f["fingerprint"] and (state in ("approval revoked", "approval expired") or (
+            f["action"] in HOLDS and not state.startswith("approved"))):
+        yield "needs_approval", {**base, "reason": f["reason"], "approval_state": state,
+                                 "entry": entry.get("id") if entry else None,
+                                 "command": approve.command(f, entry)}
+    appr = _approval_of(f, approvals, now, scope)
+    if appr is not None:
+        yield "approved", {**base, "approval_id": appr.id, "ref": appr.ref,
+                           "approver": appr.approver, "category": appr.category,
+                           "expires": appr.expires, "scope": appr.scope_line,
+                           "approval_state": state}
+    if status in ("disclosed", "declared_only"):
+        yield "disclosed", {**base, "status": status, "entries": entries}
+    elif status == "undisclosed":
+        yield "undisclosed", {**base, "detected": _detected(f), "reason": f["reason"]}
+    if f["action"] == "block":
+        q = f["quarantine"] or {}
+        yield "blocked", {**base, "quarantine_state": _quarantine_state(f),
+                          "quarantined_path": q.get("quarantined_path"),
+                          "reason": f["reason"]}
+    problem = _integrity(f)
+    if problem:
+        yield "integrity", {**base, "problem": problem}
+
+
+def _approval_of(f: dict[str, Any], approvals: dict[int, Approval], now: datetime,
+                 scope: Scope) -> Approval | None:
+    """The approval that clears the file today: the one its decision names, or one given
+    since; None when there is none, or it was revoked or has expired."""
+    if f["approval_state"] == "approved":
+        found = approvals.get(f["approval_id"])
+        # an approval row that no longer verifies: what the decision row says of it
+        return found or Approval(f["approval_id"], f["approval_ref"] or "", "", "")
+    if f["approval_state"].startswith("approved since"):
+        return _approved_since(f, approvals.values(), now, scope)
+    return None
+
+
+def _detected(f: dict[str, Any]) -> str:
+    """What the file itself says of AI: its first AI signal that is not a declaration."""
+    sig = next((s for s in _evidence(f["evidence"]) if s.get("kind") in AI_KINDS
+                and s.get("source") != "register"), {})
+    return str(sig.get("meaning") or f["kind"])
+
+
+def _quarantine_state(f: dict[str, Any]) -> str:
+    q = f["quarantine"] or {}
+    return q.get("state") or "not moved" + (f" ({f['mode']} mode)"
+                                            if f.get("mode") != "enforce" else "")
+
+
+def _integrity(f: dict[str, Any]) -> str | None:
+    """Why a file could not be judged, or its content cannot be trusted as decided."""
+    q = f["quarantine"] or {}
+    if f["kind"] == "unreadable" or f["error"]:
+        return f"could not be judged: {f['error'] or 'unreadable'}"
+    if f["c2pa"] == "invalid":
+        return ("its Content Credentials do not verify: the file changed after it was signed, "
+                "or the signature is damaged")
+    if q.get("state") == "failed":
+        return f"the quarantine move failed: {q.get('error') or 'unknown error'}"
+    return None
+
+
+def banner(delivery: dict[str, Any], files: list[dict[str, Any]],
+           secs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the producer reads first: the delivery, its verdict and the counts."""
+    actions = Counter(f["action"] for f in files)
+    return {"delivery": delivery["name"], "id": delivery["id"], "time": delivery["time"],
+            "show": delivery.get("show"), "episode": delivery.get("episode"),
+            "verdict": delivery["verdict"], "held": delivery["held"],
+            "register": bool(delivery.get("register_digest")),
+            "counts": {"files": delivery["files"], **{a: actions[a] for a in ACTIONS},
+                       **{s["id"]: len(s["items"]) for s in secs}}}
 
 
 # -- thumbnails ------------------------------------------------------------------------------
@@ -152,8 +330,11 @@ def _add_thumbnails(files: list[dict[str, Any]], limit: int) -> None:
 
 
 def _where_now(f: dict[str, Any]) -> str:
-    q = f["quarantine"] or {}
-    return q["quarantined_path"] if q.get("state") == "done" else f["path"]
+    """Where the decided content is now: its quarantined copy, where the daemon saw it move."""
+    q, gone = f["quarantine"] or {}, f.get("departed") or {}
+    if q.get("state") == "done":
+        return q["quarantined_path"]
+    return gone.get("dest") or f["path"]
 
 
 def _thumbnail(image_module: Any, path: str, size: int | None) -> str | None:
@@ -175,10 +356,13 @@ def _thumbnail(image_module: Any, path: str, size: int | None) -> str | None:
 # -- HTML ------------------------------------------------------------------------------------
 
 def to_html(report: dict[str, Any]) -> str:
-    """One self-contained page; every value from the ledger is escaped."""
-    template = string.Template((PACKAGE_DIR / "report.html").read_text(encoding="utf-8"))
+    """One self-contained page; every value from the ledger is escaped. A delivery's report
+    has its own body (banner, sections, evidence) under the same head (CSP, stylesheet)."""
+    text = _template_text()
+    if "sections" in report:
+        return _hashed(_delivery_page(text, report))
     meta, totals, files = report["report"], report["totals"], report["files"]
-    page = template.substitute(
+    page = string.Template(text).substitute(
         style_hash=_STYLE_HASH,
         title=_e(meta["title"]), meta=_meta(meta), totals=_totals_html(totals),
         escalations=_table(
@@ -192,8 +376,159 @@ def to_html(report: dict[str, Any]) -> str:
         flagged=_table([f for f in files if f["action"] == "flag"],
                        ("path", "kind", "zone", "reason"), "No AI use to disclose."),
         files="\n".join(_file_html(f) for f in files) or "<p>No decisions match.</p>")
+    return _hashed(page)
+
+
+def _template_text() -> str:
+    """report.html with the delivery report's styles and the print stylesheet added to its
+    one <style> element (the CSP allows that element by its hash, and nothing else)."""
+    text = (PACKAGE_DIR / "report.html").read_text(encoding="utf-8")
+    return text.replace("</style>", _EXTRA_CSS + "</style>", 1)
+
+
+def _hashed(page: str) -> str:
     # the CSP (in <head>, before any ledger value) names the hash of the page's own <style>
     return page.replace(_STYLE_HASH, _style_hash(page), 1)
+
+
+# Screen: the banner and the command cells. Print (A4 or Letter, whatever the printer has):
+# black on white, no background needed (colours are only borders and text), a row, a file's
+# evidence and the banner never split across pages, headings kept with what follows, table
+# headers repeated, long paths and commands wrapped inside the page.
+_EXTRA_CSS = """#banner { border: 3px solid #555; padding: .6em 1em; margin: 0 0 1.5em; }
+#banner h1 { margin: 0 0 .2em; } #banner p { margin: .3em 0; }
+#banner .kicker { text-transform: uppercase; letter-spacing: .08em; color: #555; }
+#banner.verdict-failed { border-color: #a00; } #banner.verdict-passed { border-color: #176317; }
+.verdict strong { font-size: 1.3em; }
+.verdict-failed .verdict strong { color: #a00; } .verdict-passed .verdict strong { color: #176317; }
+#counts td { text-align: center; font-weight: bold; font-size: 1.15em; }
+code.command { font: .9em ui-monospace, monospace; white-space: pre-wrap; word-break: break-all; }
+tr.command td { border-top: none; padding-left: 1.5em; }
+h2 .count { color: #555; font-weight: normal; }
+@media print {
+  @page { size: auto; margin: 14mm 12mm; }
+  body { margin: 0; padding: 0; max-width: none; font-size: 9.5pt; color: #000; }
+  th { background: none; } h2 { margin-top: 1.2em; }
+  h1, h2 { break-after: avoid; page-break-after: avoid; }
+  #banner, tr, tbody.item, details.file, img.thumb { break-inside: avoid;
+    page-break-inside: avoid; }
+  thead { display: table-header-group; }
+  td, th, code.command { overflow-wrap: anywhere; }
+  summary { list-style: none; } summary::-webkit-details-marker { display: none; }
+}
+"""
+
+
+def _delivery_page(template_text: str, report: dict[str, Any]) -> str:
+    meta, b = report["report"], report["banner"]
+    head = template_text[:template_text.index("<body>")]
+    head = string.Template(head).substitute(
+        style_hash=_STYLE_HASH, title=_e(f"{meta['title']}: {b['delivery']}"))
+    body = [_banner_html(b, meta), *(_section_html(s, b) for s in report["sections"]),
+            f'<h2 id="{EVIDENCE[0]}">{EVIDENCE[1]}</h2>',
+            "\n".join(_file_html(f, opened=True) for f in report["files"])
+            or '<p class="empty">No file of this delivery is in the ledger.</p>',
+            '<h2 id="about">About this report</h2>', _totals_html(report["totals"]),
+            f'<table id="meta">{_meta(meta)}</table>']
+    return f"{head}<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+
+
+def _banner_html(b: dict[str, Any], meta: dict[str, Any]) -> str:
+    verdict = _css(b["verdict"], VERDICTS).lower()
+    made = " · ".join(f"{k} {_e(b[k.lower()])}" for k in ("Show", "Episode") if b[k.lower()])
+    counts = b["counts"]
+    cells = [("files", counts["files"]), *((a, counts[a]) for a in ACTIONS),
+             *((title, counts[key]) for key, title in SECTIONS)]
+    chain = meta["chain"]
+    return (f'<header id="banner" class="verdict-{verdict}">'
+            f'<p class="kicker">{_e(meta["title"])}</p><h1>{_e(b["delivery"])}</h1>'
+            + (f'<p class="production">{made}</p>' if made else "")
+            + f'<p class="verdict">Verdict: <strong>{_e(b["verdict"])}</strong>, '
+            f'{_e(b["held"])} of {_e(counts["files"])} files held until approved or removed.</p>'
+            '<table id="counts"><thead><tr>'
+            + "".join(f"<th>{_e(k)}</th>" for k, _ in cells) + "</tr></thead><tr>"
+            + "".join(f"<td>{_e(v)}</td>" for _, v in cells) + "</tr></table>"
+            f'<p class="checked">Delivery #{_e(b["id"])}, checked {_e(str(b["time"])[:19])} '
+            f'UTC; GenAI register: {"delivered" if b["register"] else "none delivered"}; '
+            f'ledger chain: {"intact" if chain["intact"] else "BROKEN"}.</p></header>')
+
+
+def _entry_text(e: dict[str, Any]) -> str:
+    """A declared use in a sentence: id, tool, purpose, category, stage, references."""
+    tool = " ".join(str(e[k]) for k in ("tool", "version") if e.get(k))
+    refs = "".join(f", {label} {e[k]}" for k, label in (("consent_ref", "consent"),
+                                                        ("approval_ref", "approval"))
+                   if e.get(k))
+    what = ", ".join(str(e[k]).replace("_", " ") for k in ("category", "stage") if e.get(k))
+    return f"{e.get('id')}: {tool or '?'}, {e.get('purpose') or '?'} ({what}{refs})"
+
+
+_Column = tuple[str, Callable[[dict[str, Any]], Any]]
+_COLUMNS: dict[str, tuple[_Column, ...]] = {
+    "needs_approval": (("file", lambda i: i["path"]), ("kind", lambda i: i["kind"]),
+                       ("why", lambda i: i["reason"])),
+    "approved": (("file", lambda i: i["path"]), ("reference", lambda i: i["ref"]),
+                 ("approver", lambda i: i["approver"]),
+                 ("category", lambda i: (i["category"] or "").replace("_", " ")),
+                 ("expires", lambda i: _when(i["expires"])),
+                 ("scope", lambda i: i["scope"])),
+    "disclosed": (("file", lambda i: i["path"]), ("kind", lambda i: i["kind"]),
+                  ("status", lambda i: i["status"].replace("_", " ")),
+                  ("declared use", lambda i: "; ".join(map(_entry_text, i["entries"])))),
+    "undisclosed": (("file", lambda i: i["path"]), ("kind", lambda i: i["kind"]),
+                    ("what the file says", lambda i: i["detected"]),
+                    ("action", lambda i: i["action"])),
+    "blocked": (("file", lambda i: i["path"]), ("kind", lambda i: i["kind"]),
+                ("quarantine", lambda i: i["quarantine_state"]),
+                ("quarantined as", lambda i: i["quarantined_path"])),
+    "integrity": (("file", lambda i: i["path"]), ("kind", lambda i: i["kind"]),
+                  ("problem", lambda i: i["problem"])),
+}
+_EMPTY = {"needs_approval": "Nothing needs written approval.",
+          "approved": "No AI use is approved in writing.",
+          "disclosed": "No use of this delivery is declared in a GenAI register.",
+          "undisclosed": "No AI was found that the register does not declare.",
+          "blocked": "No file is blocked.",
+          "integrity": "Every file was read and judged."}
+
+
+def _section_html(section: dict[str, Any], b: dict[str, Any]) -> str:
+    key, items = section["id"], section["items"]
+    head = (f'<h2 id="{_css(key, tuple(_COLUMNS))}">{_e(section["title"])} '
+            f'<span class="count">({len(items)})</span></h2>')
+    if not items:
+        empty = _EMPTY.get(key, "None.")
+        if key in ("disclosed", "undisclosed") and not b["register"]:
+            empty += " No GenAI register was delivered: nothing is declared."
+        return f'{head}<p class="empty">{_e(empty)}</p>'
+    cols = _COLUMNS.get(key, (("file", lambda i: i.get("path")),))
+    heads = "".join(f"<th>{_e(name)}</th>" for name, _ in cols)
+    rows = "".join(_item_html(i, cols) for i in items)
+    return f"{head}<table><thead><tr>{heads}</tr></thead>{rows}</table>"
+
+
+def _item_html(item: dict[str, Any], cols: tuple[_Column, ...]) -> str:
+    """One item as a row group (kept on one page): its cells, then the approve command
+    across the table when the item has one."""
+    cells = "".join(f'<td class="{"path" if name == "file" else "value"}">{_e(get(item))}</td>'
+                    for name, get in cols)
+    line = ""
+    if "command" in item:
+        shown = (f'To approve, run: <code class="command">{_e(item["command"])}</code>'
+                 if item["command"] else "Fix the file and check again: nothing was read that "
+                 "an approval could bind to.")
+        line = f'<tr class="command"><td colspan="{len(cols)}">{shown}</td></tr>'
+    return f'<tbody class="item"><tr>{cells}</tr>{line}</tbody>'
+
+
+def _when(expires: str | None) -> str:
+    """An expiry as a producer reads it: a date given as a day covers that day."""
+    if not expires:
+        return "never"
+    day, _, time = expires.partition("T")
+    if time.startswith("23:59:59.999999"):
+        return f"{day} (end of day, UTC)"
+    return f"{day} {time[:8]} UTC" if time else day
 
 
 def _e(value: Any) -> str:
@@ -230,6 +565,8 @@ def _meta(meta: dict[str, Any]) -> str:
         d = meta["delivery"]
         rows.insert(0, ("Delivery", f"{d['name']} (#{d['id']}), checked {d['time'][:19]}: "
                                     f"{d['verdict']}, {d['files']} files, {d['held']} held"))
+    if meta.get("note"):
+        rows.insert(0, ("Note", meta["note"]))
     body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     return (f'{body}<tr><th>Ledger chain</th><td class="chain-{state.lower()}" id="chain">'
             f"{state}: {_e(chain['message'])}</td></tr>")
@@ -254,8 +591,7 @@ def _totals_html(totals: dict[str, Any]) -> str:
 
 def _cell(f: dict[str, Any], col: str) -> str:
     q = f["quarantine"] or {}
-    unmoved = "not moved" + (f" ({f['mode']} mode)" if f.get("mode") != "enforce" else "")
-    value = {"quarantine_state": q.get("state") or unmoved,
+    value = {"quarantine_state": _quarantine_state(f),
              "quarantined_path": q.get("quarantined_path")}.get(col, f.get(col))
     return f'<td class="{col}">{_e(value)}</td>'
 
@@ -268,7 +604,8 @@ def _table(rows: list[dict[str, Any]], cols: tuple[str, ...], empty: str) -> str
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _file_html(f: dict[str, Any]) -> str:
+def _file_html(f: dict[str, Any], opened: bool = False) -> str:
+    # ``opened``: a delivery's evidence is printed, and a closed <details> prints nothing
     # a thumbnail is only ever made here (Pillow, re-encoded, decoded again): a data: URI
     thumb = (f'<img class="thumb" alt="" src="{_e(f["thumbnail"])}">'
              if str(f.get("thumbnail") or "").startswith("data:image/jpeg;base64,") else "")
@@ -284,7 +621,8 @@ def _file_html(f: dict[str, Any]) -> str:
     if gone:
         where = f" to {_e(gone['dest'])}" if gone["dest"] else " from the watched folders"
         error += f'<p class="departed">{_e(gone["event"])}{where} at {_e(gone["time"])}</p>'
-    return (f'<details class="file {_css(f["action"], ACTIONS)}" data-id="{_e(f["id"])}">'
+    return (f'<details class="file {_css(f["action"], ACTIONS)}" data-id="{_e(f["id"])}"'
+            f'{" open" if opened else ""}>'
             f'<summary><span class="action">{_e(f["action"])}</span> '
             f'<span class="kind {_css(f["kind"], KINDS)}">{_e(f["kind"])}</span> '
             f'<span class="path">{_e(f["path"])}</span></summary>{thumb}'
@@ -293,12 +631,38 @@ def _file_html(f: dict[str, Any]) -> str:
             f"{evidence}</details>")
 
 
-def csv_rows(report: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    """One flat row per file for spreadsheets."""
-    import json
+def csv_fields(report: dict[str, Any]) -> tuple[str, ...]:
+    """The CSV columns of this report: a delivery's has a ``section`` column."""
+    return DELIVERY_CSV_FIELDS if "sections" in report else CSV_FIELDS
 
+
+def csv_rows(report: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """One flat row per file for spreadsheets; for a delivery, one row per item of each
+    section (``section`` names it), then one per file (section ``evidence``)."""
+    if "sections" in report:
+        yield from _section_rows(report)
+        return
     for f in report["files"]:
         q = f["quarantine"] or {}
         yield {**{k: f.get(k) for k in CSV_FIELDS}, "quarantine_state": q.get("state"),
                "quarantined_path": q.get("quarantined_path"),
                "evidence": json.dumps(f["evidence"], ensure_ascii=False)}
+
+
+def _section_rows(report: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    by_id = {f["id"]: f for f in report["files"]}
+    for section in report["sections"]:
+        for item in section["items"]:
+            yield _csv_row(section["id"], by_id.get(item.get("id")) or {}, item)
+    for f in report["files"]:
+        yield _csv_row(EVIDENCE[0], f, {})
+
+
+def _csv_row(section: str, f: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    q = f.get("quarantine") or {}
+    row = {**{k: f.get(k) for k in DELIVERY_CSV_FIELDS}, "quarantine_state": q.get("state"),
+           "quarantined_path": q.get("quarantined_path"), **item, "section": section}
+    row["approval_ref"] = item.get("ref") or f.get("approval_ref")
+    row["entries"] = "; ".join(str(e.get("id")) for e in item.get("entries") or [])
+    row["evidence"] = json.dumps(f.get("evidence"), ensure_ascii=False) if f else None
+    return row

@@ -13,9 +13,12 @@ owned by root (``/tmp``) may be crossed, never used as the quarantine itself.
 
 Files are created with ``O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`` (a name someone planted is never
 opened), mode 0600, folders 0700; with a ``group`` (producers who run ``provgate approve``) 0660
-and 2770, owned by that group. A file that is replaced is written under a fresh random name and
-renamed over the old one relative to the folder's descriptor, so a link planted at the name is
-replaced, never followed. None of this relies on ``fs.protected_symlinks``.
+and 2770, owned by that group (the quarantine and its receipts 0640 and 2750: producers read
+them, never take a file out). The group and the service user come from the policy's
+``service`` block (``configure``) unless a caller gives its own. A file that is replaced is
+written under a fresh random name and renamed over the old one relative to the folder's
+descriptor, so a link planted at the name is replaced, never followed. None of this relies
+on ``fs.protected_symlinks``.
 """
 
 from __future__ import annotations
@@ -56,28 +59,56 @@ class LockHeld(LedgerError):
         self.pid = pid
 
 
+# the policy's ``service`` (group, user), for every Access made without them (``configure``)
+_service: tuple[int | str | None, int | str | None] = (None, None)
+
+
+def configure(group: int | str | None = None, user: int | str | None = None) -> None:
+    """Set the service's group and user (the policy's ``service`` block) for this process:
+    every Access made without its own then creates files and folders of that group (producers
+    who run ``approve`` and ``report``) and trusts that user's files and folders (a producer's
+    CLI on the service's ledger). Unknown names are a ConfigError now, not at the first write."""
+    global _service
+    if group is not None:
+        _gid(group)
+    if user is not None:
+        _uid(user)
+    _service = (group, user)
+
+
 @dataclass(frozen=True)
 class Access:
-    """Who may own provgate's folders and files, and the modes it creates them with."""
+    """Who may own provgate's folders and files, and the modes it creates them with: 0600
+    and 0700, or with a group 0660 and 2770 (``group_writes``: the ledger, which producers
+    who run ``approve`` write) or 0640 and 2750 (the quarantine and its receipts, which they
+    may read but never take files out of)."""
 
     uids: frozenset[int]
     gid: int | None = None
+    group_writes: bool = True
 
     @classmethod
-    def make(cls, group: int | str | None = None, service_user: int | str | None = None
-             ) -> Access:
+    def make(cls, group: int | str | None = None, service_user: int | str | None = None,
+             group_writes: bool = True) -> Access:
+        """The process's user and root, plus the service's (``configure``) unless given."""
+        group = _service[0] if group is None else group
+        service_user = _service[1] if service_user is None else service_user
         uids = {0, os.geteuid()}
         if service_user is not None:
             uids.add(_uid(service_user))
-        return cls(frozenset(uids), _gid(group) if group is not None else None)
+        return cls(frozenset(uids), _gid(group) if group is not None else None, group_writes)
 
     @property
     def file_mode(self) -> int:
-        return 0o660 if self.gid is not None else 0o600
+        if self.gid is None:
+            return 0o600
+        return 0o660 if self.group_writes else 0o640
 
     @property
     def dir_mode(self) -> int:
-        return 0o2770 if self.gid is not None else 0o700
+        if self.gid is None:
+            return 0o700
+        return 0o2770 if self.group_writes else 0o2750
 
     def owns(self, st: os.stat_result) -> bool:
         return st.st_uid in self.uids
@@ -88,7 +119,7 @@ class Access:
             st.st_mode & stat.S_IWGRP and st.st_gid != self.gid)
 
     def describe(self) -> str:
-        names = sorted(_user_name(u) for u in self.uids)
+        names = sorted(user_name(u) for u in self.uids)
         return " or ".join(names)
 
 
@@ -110,7 +141,7 @@ def _gid(group: int | str) -> int:
         raise ConfigError(f"no such group {group!r} (the group that may run approve)") from None
 
 
-def _user_name(uid: int) -> str:
+def user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -255,7 +286,7 @@ def _set_mode(fd: int, acc: Access, mode: int, here: str) -> None:
 def _check_dir(st: os.stat_result, here: str, acc: Access, *, leaf: bool,
                sticky_leaf: bool) -> None:
     if not acc.owns(st):
-        raise UnsafePath(f"{here} belongs to {_user_name(st.st_uid)}, not to "
+        raise UnsafePath(f"{here} belongs to {user_name(st.st_uid)}, not to "
                          f"{acc.describe()}: another user could move or replace what provgate "
                          "keeps there; use a folder of the service user's own")
     if acc.foreign_write(st):
@@ -378,7 +409,7 @@ def read_private(path: str | os.PathLike[str], *, limit: int = 1 << 20,
         if not stat.S_ISREG(st.st_mode):
             raise UnsafePath(f"{path} is not a regular file")
         if not acc.owns(st):
-            raise UnsafePath(f"{path} belongs to {_user_name(st.st_uid)}, not to "
+            raise UnsafePath(f"{path} belongs to {user_name(st.st_uid)}, not to "
                              f"{acc.describe()}: not provgate's")
         chunks, left = [], limit
         while left > 0:
@@ -432,7 +463,7 @@ def _check_link(dfd: int, p: Path, st: os.stat_result, acc: Access) -> None:
     of root or the service user's (the folder was checked: nobody else may write it, or it
     is sticky and root's), and only to something that exists."""
     if not acc.owns(st):
-        raise UnsafePath(f"{p} is a symbolic link planted by {_user_name(st.st_uid)}: "
+        raise UnsafePath(f"{p} is a symbolic link planted by {user_name(st.st_uid)}: "
                          "not followed; remove it")
     try:
         os.stat(p.name, dir_fd=dfd)
@@ -547,7 +578,7 @@ def open_lock(ledger: str | os.PathLike[str], *, parents: bool = False,
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or not acc.owns(st):
             raise UnsafePath(f"{where} is not provgate's lock file (a {_kind(st)} of "
-                             f"{_user_name(st.st_uid)} with {st.st_nlink} links): not touched; "
+                             f"{user_name(st.st_uid)} with {st.st_nlink} links): not touched; "
                              "remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

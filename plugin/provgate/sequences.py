@@ -160,6 +160,14 @@ class Sequence:
         return text + ")"
 
 
+def is_frame(path: str, extensions: frozenset[str] = FRAME_EXTENSIONS) -> bool:
+    """Whether ``path`` is named like a frame (``plate.1001.exr``); a lone one stays a file."""
+    name = path[path.rfind("/") + 1:]
+    dot = name.rfind(".")
+    return dot > 0 and name[dot + 1:].lower() in extensions and \
+        _FRAME.fullmatch(name) is not None
+
+
 def group(paths: Iterable[str], *, extensions: Iterable[str] = FRAME_EXTENSIONS,
           min_frames: int = 2) -> list[Sequence | str]:
     """Sequences and single files, in the order their first path came in.

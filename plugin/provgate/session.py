@@ -243,20 +243,20 @@ class Session:
 
     def recover(self) -> list[str]:
         """Finish moves a crash interrupted (the decision was committed, the move was not),
-        and try again the moves that failed (a full or unusable quarantine). While a watch
-        daemon runs on this ledger, its pending moves are its own, in flight: a CLI run
-        leaves them (and the retries) to it."""
-        if self.opts.actor != "daemon" and self.opts.record and \
-                safefs.lock_holder(self.ledger.path) not in (None, os.getpid()):
-            return []
+        and try again the moves that failed (a full or unusable quarantine). Only moves whose
+        owner is gone are taken (``Ledger.take_moves``): a move planned by a process that
+        still runs (a daemon, another CLI, however busy or paused) is in flight, its own; one
+        of another host is never taken; while a watch daemon lives on this ledger, a CLI run
+        leaves the daemon's moves to it."""
         done = [stages.finish_move(self, move, self.ledger.decision(move["decision_id"]) or {})
-                for move in self.ledger.moves("pending")]
+                for move in self.ledger.take_moves("pending", self._daemon_elsewhere())]
         return done + self.retry_failed()
 
     def retry_failed(self) -> list[str]:
         """Failed moves whose file is still the one decided, and still blocked, are tried
-        again; the names the rest keep are reserved, so no new move is planned onto them."""
-        failed = self.ledger.moves("failed")
+        again, when their owner is this process or gone (as in ``recover``); the names the
+        rest keep are reserved, so no new move is planned onto them."""
+        failed = self.ledger.take_moves("failed", self._daemon_elsewhere())
         done = []
         for r in actions.retry_failed(failed, self._still_blocked, roots=self.policy.roots):
             self.ledger.update_move(r.move_id, state=r.state, error=r.error)
@@ -266,6 +266,12 @@ class Session:
             self.planned.update(Path(e["quarantined_path"])
                                 for e in actions.move_sidecars(move))
         return done
+
+    def _daemon_elsewhere(self) -> bool:
+        """A watch daemon lives on this ledger (its lock names a live pid), and this run is
+        not it."""
+        return self.opts.actor != "daemon" and \
+            safefs.lock_holder(self.ledger.path) not in (None, os.getpid())
 
     def _still_blocked(self, move: dict[str, Any]) -> dict[str, Any] | None:
         """The decision a failed move carries out, unless a newer decision about the file (an

@@ -278,7 +278,7 @@ def decide(s: Session, judged: Judged, approvals: list[Approval]) -> Record:
                           evidence=verdict.evidence + declared.signals())
     decision = s.policy.decide(judged.asset, verdict, approvals, s.opts.zone, declared=declared)
     return Record(judged.asset, verdict, decision, s.run_info, now_iso(), s.tools(),
-                  cached=judged.cached,
+                  cached=judged.cached, own=judged.verdict if declared else None,
                   register=None if declared is None else {
                       **declared.to_dict(), "source": str(reg.source), "digest": reg.digest})
 
@@ -295,7 +295,9 @@ class Planned:
 
 def record(s: Session, records: list[Record], cached: dict[str, dict[str, Any]]) -> Planned:
     """Append what is new (a decision unlike the cached one for the same content), refresh
-    the file cache, and commit the quarantine moves before any of them is made."""
+    the file cache, and commit the quarantine moves before any of them is made. A decision
+    another process (the daemon, a CLI) recorded while this run lasted, the same about the
+    same content, is not recorded again: its id stands, its move is that process's."""
     fresh: list[Record] = []
     file_rows: list[dict[str, Any]] = []
     moves: list[dict[str, Any]] = []
@@ -315,9 +317,16 @@ def record(s: Session, records: list[Record], cached: dict[str, dict[str, Any]])
         if rec.asset.fingerprint and not (rec.cached and index is None):
             file_rows.append(_file_row(rec, key, index))
     if s.opts.record:
-        ids = s.ledger.append([r.ledger_row() for r in fresh], file_rows, moves)
+        ids, theirs = s.ledger.append_new([r.ledger_row() for r in fresh], file_rows, moves,
+                                          since=s.ledger.opened_at)
         for rec, ident in zip(fresh, ids, strict=True):
             rec.id = ident
+        if theirs:
+            keep = [i for i in range(len(fresh)) if i not in theirs]
+            index = {old: new for new, old in enumerate(keep)}
+            fresh = [fresh[i] for i in keep]
+            moves = [{**m, "row_index": index[m["row_index"]]} for m in moves
+                     if m["row_index"] in index]
     return Planned(fresh, moves if s.opts.record else [])
 
 
@@ -334,7 +343,7 @@ def _file_row(rec: Record, key: str, index: int | None) -> dict[str, Any]:
     a = rec.asset
     return {"path": rec.path, "size": a.size, "mtime_ns": a.mtime_ns, "ctime_ns": a.ctime_ns,
             "inode": a.inode, "fingerprint": a.fingerprint, "catalogue": a.context,
-            "trust": rec.run.trust_digest, "verdict": rec.verdict.to_json(),
+            "trust": rec.run.trust_digest, "verdict": (rec.own or rec.verdict).to_json(),
             "decision_key": key, "seen": rec.time, "decision_id": rec.id, "row_index": index}
 
 

@@ -1,0 +1,120 @@
+"""Sequences and packages as the units check and scan speak in (real ExifTool, real ledger).
+
+The film delivery is sample_media/film (made by sample_media/make_film_samples.py): an EXR
+plate with one generated frame spliced in, an EXR comp with a generator record in one frame's
+header, a DPX scan, and two IMF packages, one with a track file altered after packing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from conftest import run, run_json
+from provgate import data
+
+FILM = Path(__file__).resolve().parent.parent / "sample_media" / "film"
+
+
+@pytest.fixture
+def final(tmp_path: Path) -> Path:
+    if not FILM.is_dir():
+        pytest.skip("sample_media/film is made by `make samples`")
+    dest = tmp_path / "delivery" / "final"
+    shutil.copytree(FILM, dest)
+    return dest
+
+
+def _by_path(records: list[dict], final: Path) -> dict[str, dict]:
+    return {str(Path(r["path"]).relative_to(final)): r for r in records}
+
+
+def test_check_speaks_in_sequences_and_packages(final: Path, ledger_path: Path) -> None:
+    result = run("check", str(final), "--json")
+    assert result.exit_code == 1, result.stderr
+    shown = _by_path(json.loads(result.stdout), final)
+    plate = shown["plate_exr/sh010_plate.####.exr"]
+    assert plate["unit"] == "sequence" and plate["kind"] == "ai_generated"
+    assert plate["action"] == "block" and plate["held_frames"] == "1007"
+    assert plate["frames"] == {"first": 1001, "last": 1012, "count": 12, "missing": 0,
+                               "gaps": None}
+    assert any("frame 1007" in line for line in plate["evidence"])
+    comp = shown["comp_exr/sh020_comp.####.exr"]
+    assert comp["held_frames"] == "1004" and comp["kind"] == "ai_generated"
+    scan = shown["scan_dpx/sc01_scan_#######.dpx"]
+    assert scan["action"] == "allow" and scan["frames"]["count"] == 6
+    assert not any("sh010_plate.1001" in p for p in shown)  # no frame lines
+    # the package with a track file altered after packing is held for its integrity
+    tampered = shown["imf/SHOW_EP102_IMF_TAMPERED"]
+    assert tampered["unit"] == "imf" and tampered["action"] in ("escalate", "block")
+    assert any("packing list" in p for p in tampered["problems"])
+    good = shown["imf/SHOW_EP101_IMF"]
+    assert good["problems"] == [] and good["compositions"]
+    schema = data.schema("unit")
+    for rec in shown.values():
+        if "unit" in rec:
+            jsonschema.validate(rec, schema)
+    # the ledger still keeps every frame's decision and fingerprint
+    conn = sqlite3.connect(ledger_path)
+    frames = conn.execute("SELECT count(*) FROM decisions WHERE path LIKE "
+                          "'%sh010_plate.____.exr'").fetchone()[0]
+    assert frames == 12
+    assert "HELD" in result.stderr and "to clear" in result.stderr
+
+
+def test_frames_option_shows_every_frame(final: Path) -> None:
+    records = _by_path(run_json("scan", str(final / "plate_exr"), "--frames"), final)
+    assert len(records) == 12
+    assert records["plate_exr/sh010_plate.1007.exr"]["kind"] == "ai_generated"
+    assert records["plate_exr/sh010_plate.1006.exr"]["kind"] != "ai_generated"
+
+
+def test_a_clean_sequence_passes_and_a_changed_frame_fails_it(final: Path) -> None:
+    plate = final / "plate_exr"
+    (plate / "sh010_plate.1007.exr").unlink()
+    result = run("check", str(plate), "--json")
+    assert result.exit_code == 0, result.stderr
+    (rec,) = json.loads(result.stdout)
+    assert rec["frames"]["missing"] == 1 and rec["frames"]["gaps"] == "1007"
+    # a generated frame spliced back in is caught on the next check
+    shutil.copy(final / "comp_exr" / "sh020_comp.1004.exr", plate / "sh010_plate.1007.exr")
+    again = run("check", str(plate), "--json")
+    assert again.exit_code == 1
+    (rec,) = json.loads(again.stdout)
+    assert rec["held_frames"] == "1007" and rec["digest"] != json.loads(result.stdout)[0][
+        "digest"]
+
+
+def test_a_package_is_held_for_its_generated_track_file_with_its_place(final: Path) -> None:
+    pkg = final / "imf" / "SHOW_EP101_IMF"
+    result = run("check", str(pkg), "--json")
+    (rec,) = json.loads(result.stdout)
+    assert rec["problems"] == []
+    # held only for its generated track file, which the record names with its place
+    assert rec["action"] == "block" and any("used in" in e for e in rec["evidence"])
+
+
+def test_an_approval_of_a_sequence_binds_to_its_frames(final: Path) -> None:
+    plate = final / "plate_exr"
+    given = run("approve", str(plate / "sh010_plate.####.exr"), "--ref", "NFX-7", "--by", "P")
+    assert given.exit_code == 0, given.output
+    result = run("check", str(plate), "--json")
+    assert result.exit_code == 0, result.stderr
+    (rec,) = json.loads(result.stdout)
+    assert rec["action"] == "allow" and rec["approval"]["ref"] == "NFX-7"
+    # one frame changed: the approval no longer clears the sequence
+    frame = plate / "sh010_plate.1003.exr"
+    frame.write_bytes(frame.read_bytes() + b"\0")
+    again = run("check", str(plate), "--json")
+    assert again.exit_code == 1
+    (rec,) = json.loads(again.stdout)
+    assert rec["action"] == "block" and rec["approval"] is None
+    assert any("given for other frames" in p for p in rec["problems"])
+    # a pattern with no frames behind it is refused
+    assert run("approve", str(plate / "nothing.####.exr"), "--ref", "R",
+               "--by", "P").exit_code == 2
