@@ -173,7 +173,7 @@ class Running:
                        catalogue=kw.pop("catalogue", None))  # type: ignore[arg-type]
         self.watcher = Watcher(opts, [str(r) for r in roots], settle=kw.pop("settle", 0.5),
                                **kw)  # type: ignore[arg-type]
-        self.ledger_path = opts.policy.ledger_path()
+        self.ledger_path = opts.policy.config.ledger_path()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 

@@ -85,6 +85,10 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
+def quarantined(q: Path, name: str) -> list[Path]:
+    return list(q.rglob(name)) if q.exists() else []
+
+
 # -- 1. pending moves carry their owner -------------------------------------------------------
 
 def test_a_paused_processs_move_is_left_to_it_and_taken_once_it_is_killed(
@@ -118,15 +122,12 @@ def test_a_paused_processs_move_is_left_to_it_and_taken_once_it_is_killed(
     assert cli.returncode == 0, cli.stderr
     done = moves(ledger_path)
     assert [m["state"] for m in done] == ["done", "done"]
-    takers = {json.loads(m["taken_by"])["owner_pid"] for m in done}  # the update log says so
+    # taken over, as the (verified) update log says: by the new run, not the dead planner
+    takers = {json.loads(m["taken_by"])["owner_pid"] for m in done}
     assert len(takers) == 1 and child.pid not in takers
     assert not (final / AI).exists() and not (final / AI_PNG).exists()
     assert quarantined(quarantine_dir, AI) and quarantined(quarantine_dir, AI_PNG)
     assert run("ledger", "verify").exit_code == 0
-
-
-def quarantined(q: Path, name: str) -> list[Path]:
-    return list(q.rglob(name)) if q.exists() else []
 
 
 def test_a_move_is_left_to_a_live_owner_and_to_another_host() -> None:

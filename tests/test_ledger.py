@@ -195,4 +195,4 @@ def test_relative_ledger_option_is_relative_to_the_working_folder(
     assert (work / "state" / "demo.db").is_file()
     monkeypatch.setenv("PROVGATE_QUARANTINE", "q")
     from provgate.policy import Policy
-    assert Policy.load().quarantine_path() == work / "q"
+    assert Policy.load().config.quarantine_path() == work / "q"

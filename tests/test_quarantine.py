@@ -144,12 +144,12 @@ def test_crash_between_ledger_write_and_move_is_finished(delivery: Path,
             rec = gate.process(blocked)[0]
         assert rec.action == "block" and rec.outcome == "quarantine pending"
     assert (final / "ai_iptc_generated.jpg").exists()
-    with Ledger(opts.policy.ledger_path()) as led:
+    with Ledger(opts.policy.config.ledger_path()) as led:
         assert [m["state"] for m in led.moves()] == ["pending"]
     # the next start finds the pending move and finishes it
     run_json("scan", final, "--mode", "warn")
     assert not (final / "ai_iptc_generated.jpg").exists()
-    with Ledger(opts.policy.ledger_path()) as led:
+    with Ledger(opts.policy.config.ledger_path()) as led:
         assert [m["state"] for m in led.moves()] == ["done"]
     assert run("ledger", "verify").exit_code == 0
 

@@ -604,7 +604,7 @@ def test_a_cli_run_leaves_a_running_daemons_pending_moves_to_it(
             session.process([stat_asset(str(blocked), str(elsewhere))])
         assert run("scan", root / "ep101" / "temp").exit_code == 0
         assert blocked.exists()  # the CLI did not carry out the daemon's move
-        with Ledger(Options().policy.ledger_path()) as led:
+        with Ledger(Options().policy.config.ledger_path()) as led:
             assert [m["state"] for m in led.moves()] == ["pending"]
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -407,7 +407,7 @@ def watch(paths: tuple[str, ...], zone: str | None, mode: str | None, quarantine
     setup_logging(True, log_format)
     opts = _options(policy_path, ledger=ledger, zone=zone, mode=mode, quarantine=quarantine,
                     processes=processes, timeout=timeout, exiftool=exiftool, actor="daemon")
-    watcher = Watcher(opts, list(paths) or opts.policy.roots, settle=settle, observer=observer,
+    watcher = Watcher(opts, list(paths) or opts.policy.config.roots, settle=settle, observer=observer,
                       poll_interval=poll_interval, policy_path=policy_path)
     watcher.install_signals()
     watcher.run()
@@ -464,11 +464,11 @@ def doctor(paths: tuple[str, ...], exiftool: str | None, policy_path: str | None
                f"{len(cat.codes)} source types)")
     pol = Policy.load(policy_path)
     click.echo(f"policy:     {pol.source} (digest {pol.digest[:16]}, mode {pol.mode})")
-    click.echo(f"ledger:     {pol.ledger_path(ledger)}")
-    click.echo(f"quarantine: {pol.quarantine_path()}")
+    click.echo(f"ledger:     {pol.config.ledger_path(ledger)}")
+    click.echo(f"quarantine: {pol.config.quarantine_path()}")
     from provgate.watch import inotify_check
 
-    enough, message = inotify_check(list(paths) or pol.roots)
+    enough, message = inotify_check(list(paths) or pol.config.roots)
     click.echo(message.replace("inotify: ", "inotify:    ", 1))
     ok = ok and enough
     sys.exit(0 if ok else EXIT_CANNOT_RUN)
@@ -519,7 +519,7 @@ def policy_show(policy_path: str | None) -> None:
 def policy_validate(file: str) -> None:
     """Check one policy file; exit 2 with the line or key at fault."""
     pol = Policy.load(file)
-    pol.trust_bundle()
+    pol.config.trust_bundle()
     click.echo(f"{file}: valid (digest {pol.digest[:16]})")
 
 
@@ -673,7 +673,7 @@ def _target_fields(pol: Policy, target: str, expected: str | None) -> dict[str, 
     if "#" in os.path.basename(target) or "%0" in os.path.basename(target):
         return _sequence_fields(resolved)
     if any(c in target for c in "*?[{"):
-        return {"glob": check_approval_glob(target, pol.roots)}
+        return {"glob": check_approval_glob(target, pol.config.roots)}
     if os.path.isdir(resolved):
         raise click.UsageError(f"{resolved} is a folder: approve its files one by one, or with "
                                f"a glob inside the policy's roots, e.g. '{resolved}/**'")
@@ -712,7 +712,7 @@ def _entry_fields(pol: Policy, ledger: str | None, entry_id: str, register_file:
                                f"{given['category']}: leave --category out")
     assert reg.root is not None  # a loaded register always has its delivery folder
     glob = check_approval_glob(register.approval_glob(entry, reg.root),
-                               pol.roots or [reg.root])
+                               pol.config.roots or [reg.root])
     return {"glob": glob, "ref": ref or entry.approval_ref, "category": entry.category,
             "entry": entry.id, "note": given["note"] or f"GenAI register: {entry.label}"}
 

@@ -100,6 +100,10 @@ DELIVERY_CHAINED = ("id", "time", "name", "roots", "verdict", "files", "held", "
 LATE_FIELDS = frozenset({"category", "show", "episode", "delivery", "entry", "sequence",
                          "register",
                          "register_root", *MOVE_OWNER})
+# a decision about a file with no content to cache (unreadable) says nothing new when these
+# are the same as the last one's
+SAME_DECISION = ("fingerprint", "kind", "error", "zone", "rule", "action", "mode",
+                 "policy_digest")
 _FILE_COLUMNS = ("path", "size", "mtime_ns", "ctime_ns", "inode", "fingerprint", "catalogue",
                  "trust", "verdict", "decision_id", "decision_key", "seen")
 _UPSERT_FILE = (f"INSERT OR REPLACE INTO files ({', '.join(_FILE_COLUMNS)}, seal) "
@@ -864,7 +868,6 @@ class Ledger:
                 f"SELECT * FROM files WHERE path IN ({','.join('?' * len(chunk))})", chunk)
         cache = self._trusted_cache(cached)
         mine = {f["row_index"]: f for f in files if f.get("row_index") is not None}
-        same = ("fingerprint", "kind", "error", "zone", "rule", "action", "mode", "policy_digest")
         out = {}
         for i, r in enumerate(rows):
             ident = latest.get(r["path"])
@@ -880,7 +883,7 @@ class Ledger:
             row = next(iter(self.db.query("SELECT * FROM decisions WHERE id = ?", [ident])),
                        None)
             if row and self._row_ok(CHAINS["decisions"], row) and all(
-                    row[k] == r.get(k) for k in same):
+                    row[k] == r.get(k) for k in SAME_DECISION):
                 out[i] = ident
         return out
 
@@ -1583,6 +1586,6 @@ def for_policy(policy: Policy, override: str | None = None, **kwargs: Any) -> Le
     """The ledger a policy names (or ``override``), with the policy's seal key and the roots
     that key must stay out of; the policy's ``service`` (group, user) becomes this process's
     (``safefs.configure``) for the ledger, its key, the quarantine and the daemon's files."""
-    safefs.configure(**policy.service)
-    return Ledger(policy.ledger_path(override), seal_key=policy.seal_key_path(),
-                  roots=policy.roots, **kwargs)
+    safefs.configure(**policy.config.service)
+    return Ledger(policy.config.ledger_path(override), seal_key=policy.config.seal_key_path(),
+                  roots=policy.config.roots, **kwargs)

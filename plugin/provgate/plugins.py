@@ -38,10 +38,10 @@ def manager() -> pluggy.PluginManager:
 
 def check_settings(policy: Policy) -> None:
     """Refuse, at start, detector settings the built-in detectors do not understand."""
-    if policy.detectors.get("pixels"):
+    if policy.config.detectors.get("pixels"):
         from provgate import pixels
 
-        pixels.PixelLimits.from_settings(policy.detectors["pixels"])
+        pixels.PixelLimits.from_settings(policy.config.detectors["pixels"])
 
 
 class PixelDetector:
@@ -70,7 +70,7 @@ def detect(pm: pluggy.PluginManager, path: str, meta: Metadata, policy: Policy
     found before (``partial``), and never stops the gate or the other detectors."""
     out: list[Signal] = []
     problems: list[str] = []
-    given = {"path": path, "metadata": meta.tags, "settings": policy.detectors}
+    given = {"path": path, "metadata": meta.tags, "settings": policy.config.detectors}
     for impl in pm.hook.provgate_detect.get_hookimpls():
         try:
             found = impl.function(**{k: given[k] for k in impl.argnames})

@@ -16,11 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import platformdirs
-
 from provgate import data
 from provgate.assets import Asset, GlobSet, matches
-from provgate.credentials import TrustBundle
+from provgate.config import Config
 from provgate.errors import ConfigError
 from provgate.record import Decision, Verdict
 from provgate.vocabulary import ACTION_STRENGTH as _STRENGTH
@@ -116,9 +114,12 @@ class Policy:
     # the delivery a check gates (``scoped``): not policy, so not in the digest
     context: Scope = field(default_factory=Scope, compare=False)
     digest: str = field(init=False)
+    config: Config = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         self.digest = data.digest(self.doc)
+        # paths, roots, trust and service settings: read from the same file, not decisions
+        self.config = Config(self.doc, self.source, self.base_dir)
         self._zone_globs: list[tuple[str, GlobSet, GlobSet]] = []
         for name, zone in self.zones.items():
             for pat in zone.get("paths", []):
@@ -135,7 +136,8 @@ class Policy:
         # that is itself a final folder is final
         self._root_prefixes = sorted(
             ((r.rstrip(os.sep) + os.sep, os.path.dirname(r.rstrip(os.sep)).rstrip(os.sep)
-              + os.sep) for r in self.roots), key=lambda p: len(p[0]), reverse=True)
+              + os.sep) for r in self.config.roots), key=lambda p: len(p[0]),
+            reverse=True)
         if self.default_zone not in self.zones and self.default_zone != "default":
             raise ConfigError(f"{self.source}: default_zone: no zone named {self.default_zone!r} "
                               f"(zones: {', '.join(self.zones) or 'none'})")
@@ -177,10 +179,6 @@ class Policy:
         return self.doc.get("files", {}).get("skip_hidden", True)
 
     @property
-    def roots(self) -> list[str]:
-        return [str(self._path(r)) for r in self.doc.get("roots", [])]
-
-    @property
     def show(self) -> str | None:
         """The show this policy gates (``[delivery] show``), recorded on deliveries."""
         return self.doc.get("delivery", {}).get("show")
@@ -200,58 +198,6 @@ class Policy:
                episode: str | None = None) -> Policy:
         """This policy for one delivery's check (approvals scoped to it clear files there)."""
         return replace(self, context=Scope(show, episode, delivery))
-
-    @property
-    def detectors(self) -> dict[str, Any]:
-        """Settings of detector plugins (``[detectors.NAME]``), e.g. turning pixel reading on."""
-        return self.doc.get("detectors", {})
-
-    @property
-    def notifiers(self) -> list[dict[str, Any]]:
-        return self.doc.get("notifiers", [])
-
-    def ledger_path(self, override: str | None = None) -> Path:
-        return self._state_path(override, "PROVGATE_LEDGER", "ledger", "ledger.db")
-
-    def quarantine_path(self, override: str | None = None) -> Path:
-        return self._state_path(override, "PROVGATE_QUARANTINE", "quarantine", "quarantine")
-
-    def _state_path(self, override: str | None, env: str, key: str, default: str) -> Path:
-        """An option or environment value is relative to the working folder, the policy's
-        own value to the policy file's folder, and the default is the user data folder."""
-        given = override or os.environ.get(env)
-        if given:
-            return Path(os.path.abspath(os.path.expanduser(given)))
-        if self.doc.get(key):
-            return self._path(self.doc[key])
-        return Path(platformdirs.user_data_dir("provgate")) / default
-
-    def seal_key_path(self) -> Path | None:
-        """The ledger's seal key when the policy names one (``seal_key``); else the ledger
-        finds it (``PROVGATE_SEAL_KEY``, or beside the ledger)."""
-        return self._path(self.doc["seal_key"]) if self.doc.get("seal_key") else None
-
-    @property
-    def service(self) -> dict[str, int | str]:
-        """The service's ``group`` (producers who run approve and report: provgate's files and
-        folders are made of that group) and ``user`` (whose files a producer's CLI trusts), as
-        given in ``[service]``; empty when not set."""
-        return {k: v for k, v in self.doc.get("service", {}).items() if k in ("group", "user")}
-
-    def trust_bundle(self) -> TrustBundle:
-        t = self.doc.get("trust", {})
-        files = [self._path(p) for p in [*t.get("anchors", []), *t.get("allowed", []),
-                                         *([t["config"]] if t.get("config") else [])]]
-        for f in files:
-            if not f.is_file():
-                raise ConfigError(f"{self.source}: trust: file not found: {f}")
-        return TrustBundle(tuple(self._path(p) for p in t.get("anchors", [])),
-                           tuple(self._path(p) for p in t.get("allowed", [])),
-                           self._path(t["config"]) if t.get("config") else None)
-
-    def _path(self, p: str | os.PathLike[str]) -> Path:
-        path = Path(os.path.expanduser(p))
-        return Path(os.path.normpath(path if path.is_absolute() else (self.base_dir / path)))
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -288,7 +234,7 @@ class Policy:
     def warnings(self) -> list[str]:
         """What in this policy cannot work as its author meant: a relative zone glob that
         does not start with ``**/`` matches, with no roots, only from the filesystem's top."""
-        if self.roots:
+        if self.config.roots:
             return []
         return [f"{self.source}: zones.{name}.paths: {pat!r} is relative and the policy has "
                 f"no roots, so it only matches /{pat}; start it with **/ or set roots"

@@ -80,13 +80,13 @@ class Session:
         self.mode = opts.mode or self.policy.mode
         self.catalogue = Catalogue.load(opts.catalogue)
         self.exiftool = find_exiftool(opts.exiftool)
-        trust = self.policy.trust_bundle()
+        trust = self.policy.config.trust_bundle()
         self.checker = CredentialChecker(self.catalogue, trust)
         self.plugins = plugins.manager()
         plugins.check_settings(self.policy)
         self.ledger = ledger.for_policy(self.policy, opts.ledger, scratch=not opts.record)
-        self.quarantine_dir = self.policy.quarantine_path(opts.quarantine)
-        self.notifier = plugins.Notifier(self.policy.notifiers, self.plugins)
+        self.quarantine_dir = self.policy.config.quarantine_path(opts.quarantine)
+        self.notifier = plugins.Notifier(self.policy.config.notifiers, self.plugins)
         self.user = actions.current_user()
         self.run_info = Run(self.mode, self.policy.digest, trust.digest, opts.actor, self.user)
         installed = credentials.installed()
@@ -96,7 +96,7 @@ class Session:
         detectors = sorted(name for name, _ in self.plugins.list_name_plugin())
         self.cache_key = hashlib.sha256(
             f"{JUDGE_VERSION}|{self.catalogue.digest}|{trust.digest}|{installed}|{detectors}|"
-            f"{data.digest(self.policy.detectors)}".encode()).hexdigest()[:16]
+            f"{data.digest(self.policy.config.detectors)}".encode()).hexdigest()[:16]
         self.hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="provgate-hash")
         # quarantine names given out in this session, and those failed moves keep
         self.planned: set[Path] = set()
@@ -159,7 +159,7 @@ class Session:
         """Refuse, before anything runs, a quarantine inside what is gated or watched: what
         it held would stay in the delivery. (A quarantine another user could reach into is
         refused move by move: the decisions are still recorded, the files left in place.)"""
-        safefs.quarantine_outside(self.quarantine_dir, [*self.policy.roots, *gated])
+        safefs.quarantine_outside(self.quarantine_dir, [*self.policy.config.roots, *gated])
 
     def admit(self, assets: list[Asset]) -> list[Asset]:
         """Files the walk marked as left out are dropped, except in a zone that holds what it
@@ -258,7 +258,7 @@ class Session:
         rest keep are reserved, so no new move is planned onto them."""
         failed = self.ledger.take_moves("failed", self._daemon_elsewhere())
         done = []
-        for r in actions.retry_failed(failed, self._still_blocked, roots=self.policy.roots):
+        for r in actions.retry_failed(failed, self._still_blocked, roots=self.policy.config.roots):
             self.ledger.update_move(r.move_id, state=r.state, error=r.error)
             done.append(r.outcome)
         for move in self.ledger.moves("failed"):

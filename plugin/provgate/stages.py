@@ -27,7 +27,7 @@ from provgate.assets import (Asset, describe_os_error, folder_listing, sidecar_s
                              sidecars_of)
 from provgate.credentials import c2pa_state_from_metadata
 from provgate.errors import ActionError, ProvgateError
-from provgate.ledger import now_iso
+from provgate.ledger import SAME_DECISION, now_iso
 from provgate.policy import Approval
 from provgate.probe import Metadata
 from provgate.record import Reading, Record, Verdict, text_path, unreadable
@@ -323,10 +323,10 @@ def record(s: Session, records: list[Record], cached: dict[str, dict[str, Any]])
             rec.id = ident
         if theirs:
             keep = [i for i in range(len(fresh)) if i not in theirs]
-            index = {old: new for new, old in enumerate(keep)}
+            renumber = {old: new for new, old in enumerate(keep)}
             fresh = [fresh[i] for i in keep]
-            moves = [{**m, "row_index": index[m["row_index"]]} for m in moves
-                     if m["row_index"] in index]
+            moves = [{**m, "row_index": renumber[m["row_index"]]} for m in moves
+                     if m["row_index"] in renumber]
     return Planned(fresh, moves if s.opts.record else [])
 
 
@@ -335,8 +335,7 @@ def _same_as_last(s: Session, rec: Record) -> int | None:
     last decision says whether this one is new (the daemon hears such a file once per event)."""
     last = s.ledger.last_decision(rec.path)
     row = rec.ledger_row()
-    same = ("fingerprint", "kind", "error", "zone", "rule", "action", "mode", "policy_digest")
-    return last["id"] if last and all(last[k] == row[k] for k in same) else None
+    return last["id"] if last and all(last[k] == row[k] for k in SAME_DECISION) else None
 
 
 def _file_row(rec: Record, key: str, index: int | None) -> dict[str, Any]:
@@ -397,7 +396,7 @@ def finish_move(s: Session, move: dict[str, Any], decision: dict[str, Any],
                 problems: list[str] | None = None) -> str:
     """Make one committed move; the ledger says how it ended."""
     try:
-        actions.quarantine(move, decision, roots=s.policy.roots)
+        actions.quarantine(move, decision, roots=s.policy.config.roots)
     except ActionError as exc:
         s.ledger.update_move(move["id"], state="failed", error=str(exc))
         log.error("%s", exc)

@@ -361,7 +361,7 @@ class Watcher:
     def _take_lock(self) -> None:
         """One daemon per ledger, however its path is spelled: the lock keys on the ledger's
         real file (safefs.open_lock), never follows a planted link, and is private."""
-        ledger = self.opts.policy.ledger_path(self.opts.ledger)
+        ledger = self.opts.policy.config.ledger_path(self.opts.ledger)
         check_folder(ledger)
         self._lockfile = safefs.open_lock(ledger, parents=True)
 
@@ -391,7 +391,7 @@ def _filter(opts: Options) -> Filter:
 
 
 def status_path(opts: Options) -> Path:
-    return Path(str(opts.policy.ledger_path(opts.ledger)) + ".status.json")
+    return Path(str(opts.policy.config.ledger_path(opts.ledger)) + ".status.json")
 
 
 def read_status(opts: Options) -> dict[str, Any] | None:
