@@ -552,11 +552,14 @@ def orphan_error(path: str) -> str | None:
             "judged only with its media file")
 
 
-def sidecars_of(path: str, shared: bool = True) -> list[str]:
+def sidecars_of(path: str, shared: bool = True, listing: Listing | None = None) -> list[str]:
     """Every real sidecar of a media file (XMP and C2PA): ``clip.mov.xmp``, ``clip.xmp``,
     ``clip.mov.c2pa``, ``clip.c2pa``, in any case. With ``shared=False``, ``clip.xmp`` is left
-    out when another media file (``clip.wav``) shares it: it stays with that one."""
+    out when another media file (``clip.wav``) shares it: it stays with that one. ``listing``
+    (a batch's): a folder it lists without a sidecar-named file costs no more look."""
     folder, name = os.path.split(path)
+    if listing is not None and not listing.sidecars(folder):
+        return []
     base = os.path.splitext(name)[0]
     index = _folder_index(folder)
     out: list[str] = []
@@ -625,33 +628,54 @@ def sidecar_for(path: str, listing: Callable[[str], frozenset[str]] | None = Non
 
 
 class Listing:
-    """A cached ``os.listdir`` for one batch (called with a folder: its names), and the
-    folder's sidecar-named entries by the stem they would belong to."""
+    """A folder's names for one batch (called with a folder), and its sidecar-named entries
+    by the stem they would belong to. A folder is listed again only when its mtime changed
+    (or changed in the last two seconds, which the mtime may not show yet)."""
 
     def __init__(self) -> None:
-        self._names: dict[str, frozenset[str]] = {}
-        self._sidecars: dict[str, dict[str, tuple[str, ...]]] = {}
+        self._seen: dict[str, tuple[frozenset[str], dict[str, tuple[str, ...]]]] = {}
 
     def __call__(self, folder: str) -> frozenset[str]:
-        names = self._names.get(folder)
-        if names is None:
-            try:
-                names = frozenset(os.listdir(folder))
-            except OSError:
-                names = frozenset()
-            self._names[folder] = names
-        return names
+        return self._get(folder)[0]
 
     def sidecars(self, folder: str) -> dict[str, tuple[str, ...]]:
         """``{stem: names}`` of the names that end in a sidecar suffix, in any case
         (``clip.mov`` -> ``clip.mov.xmp``, ``clip.mov.XMP``), sorted."""
-        found = self._sidecars.get(folder)
+        return self._get(folder)[1]
+
+    def _get(self, folder: str) -> tuple[frozenset[str], dict[str, tuple[str, ...]]]:
+        found = self._seen.get(folder)
         if found is None:
-            by_stem: dict[str, list[str]] = {}
-            for n in sorted(n for n in self(folder) if n.lower().endswith(SIDECAR_SUFFIXES)):
-                by_stem.setdefault(os.path.splitext(n)[0], []).append(n)
-            found = self._sidecars[folder] = {k: tuple(v) for k, v in by_stem.items()}
+            import time
+
+            try:
+                st = os.stat(folder)
+            except OSError:
+                found = (frozenset(), {})
+            else:
+                if time.time_ns() - st.st_mtime_ns < 2_000_000_000:
+                    found = _list_folder(folder)
+                else:
+                    found = _list_folder_cached(folder, st.st_mtime_ns, st.st_ino)
+            self._seen[folder] = found
         return found
+
+
+@functools.lru_cache(maxsize=256)
+def _list_folder_cached(folder: str, _mtime_ns: int, _inode: int
+                        ) -> tuple[frozenset[str], dict[str, tuple[str, ...]]]:
+    return _list_folder(folder)
+
+
+def _list_folder(folder: str) -> tuple[frozenset[str], dict[str, tuple[str, ...]]]:
+    try:
+        names = frozenset(os.listdir(folder))
+    except OSError:
+        return frozenset(), {}
+    by_stem: dict[str, list[str]] = {}
+    for n in sorted(n for n in names if n.lower().endswith(SIDECAR_SUFFIXES)):
+        by_stem.setdefault(os.path.splitext(n)[0], []).append(n)
+    return names, {k: tuple(v) for k, v in by_stem.items()}
 
 
 def folder_listing() -> Listing:

@@ -172,11 +172,13 @@ class CredentialChecker:
             return self._state
 
     def check(self, path: str, meta: Metadata, seen: str,
-              marker: bool | None = None) -> Credentials:
+              marker: bool | None = None, sidecar: str | None = None) -> Credentials:
         """The C2PA state of one file, with the signals its manifests carry.
 
         ``seen`` is what ExifTool alone could tell (verdict.c2pa_state_from_metadata);
-        ``marker`` whether the file's bytes hold a C2PA label (None: not looked at).
+        ``marker`` whether the file's bytes hold a C2PA label (None: not looked at);
+        ``sidecar`` its real C2PA sidecar (``NAME.EXT.c2pa``, ``NAME.c2pa``), which the read
+        stage found with the batch's folder listing.
         """
         fallback = pointer_state(meta)
         if not self.available:
@@ -184,7 +186,6 @@ class CredentialChecker:
             sees = meta.file_type in _EXIFTOOL_SEES_C2PA
             return Credentials(seen if sees else "not_checked", warning=self.description)
         mime = meta.tags.get("File:MIMEType")
-        sidecar = _c2pa_sidecar(path)
         if mime not in self._mimes:
             return Credentials(fallback)
         if sidecar is None and seen == "absent" and meta.file_type in _EXIFTOOL_SEES_C2PA \
@@ -199,7 +200,8 @@ class CredentialChecker:
                 small = os.fstat(fh.fileno()).st_size <= _IN_MEMORY
                 stream = io.BytesIO(fh.read()) if small else fh
                 if sidecar is not None:
-                    reader = _c2pa.Reader(mime, stream, manifest_data=sidecar.read_bytes(),
+                    reader = _c2pa.Reader(mime, stream,
+                                          manifest_data=Path(sidecar).read_bytes(),
                                           context=self._context)
                 else:
                     reader = _c2pa.Reader(mime, stream, context=self._context)
@@ -329,15 +331,6 @@ _EXIFTOOL_SEES_C2PA = frozenset({"JPEG", "PNG", "JXL", "JP2"})
 # Not PDF (object streams may be compressed) nor MP3 (ID3 frames may be compressed).
 BYTES_SETTLE_C2PA = frozenset({"MP4", "MOV", "M4V", "M4A", "HEIC", "HEIF", "AVIF", "TIFF",
                                "WEBP", "WAV", "AVI"})
-
-
-def _c2pa_sidecar(path: str) -> Path | None:
-    """``NAME.EXT.c2pa`` or ``NAME.c2pa`` beside the file, only if it really is a C2PA
-    manifest store (JUMBF): a file that merely has the name is media of its own."""
-    from provgate.assets import sidecar_for
-
-    found = sidecar_for(path, kind="c2pa")
-    return Path(found) if found else None
 
 
 def _failure_codes(store: dict[str, Any]) -> list[str]:

@@ -1495,10 +1495,16 @@ def _user() -> str:
 # -- the owner of a move -----------------------------------------------------------------------
 
 def process_owner() -> dict[str, Any]:
-    """This process as the owner of the moves it plans: pid, start time and host name."""
+    """This process as the owner of the moves it plans: pid, start time and host name
+    (read once per process: a batch plans moves many times a second)."""
     pid = os.getpid()
-    return {"owner_pid": pid, "owner_start": _process_start(pid) or None,
-            "owner_host": socket.gethostname()}
+    if pid not in _OWNER:  # keyed by pid: a forked child is another owner
+        _OWNER[pid] = {"owner_pid": pid, "owner_start": _process_start(pid) or None,
+                       "owner_host": socket.gethostname()}
+    return dict(_OWNER[pid])
+
+
+_OWNER: dict[int, dict[str, Any]] = {}
 
 
 def owner_state(owner: dict[str, Any]) -> str:

@@ -31,11 +31,12 @@ def text_path(path: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Reading:
     """What the read stage got for one file: its fingerprint (in ``asset``), ExifTool's
-    metadata, and the metadata of its XMP sidecars."""
+    metadata, the metadata of its XMP sidecars and where its C2PA sidecar is."""
 
     asset: Asset
     meta: Metadata
     sidecars: tuple[Metadata, ...] = ()
+    c2pa_sidecar: str | None = None  # its real C2PA sidecar, the manifest store beside it
 
 
 @dataclass(frozen=True, slots=True)

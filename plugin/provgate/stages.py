@@ -145,14 +145,13 @@ def _discarded(r: Reading, why: str) -> Reading:
 
 
 def _probe(s: Session, assets: list[Asset]) -> list[Reading]:
-    sidecars = {a.path: _xmp_sidecars(a.path) for a in assets}
-    metas = s.pool.probe([a.path for a in assets] + [x for v in sidecars.values() for x in v])
-    return [Reading(a, metas[a.path], tuple(metas[x] for x in sidecars[a.path]))
+    listing = folder_listing()
+    found = {a.path: sidecars_of(a.path, listing=listing) for a in assets}
+    xmp = {p: [x for x in v if x.lower().endswith(".xmp")] for p, v in found.items()}
+    metas = s.pool.probe([a.path for a in assets] + [x for v in xmp.values() for x in v])
+    return [Reading(a, metas[a.path], tuple(metas[x] for x in xmp[a.path]),
+                    next((x for x in found[a.path] if x.lower().endswith(".c2pa")), None))
             for a in assets]
-
-
-def _xmp_sidecars(path: str) -> list[str]:
-    return [x for x in sidecars_of(path) if x.lower().endswith(".xmp")]
 
 
 def _fingerprint_all(assets: list[Asset]) -> list[Asset]:
@@ -169,7 +168,7 @@ def judge(s: Session, reading: Reading, nested: bool = False) -> Verdict:
     if reading.asset.error:  # the OS's reason (permission, vanished) says more than ExifTool's
         meta = Metadata(meta.path, meta.tags, reading.asset.error, meta.warnings, meta.damage)
     try:
-        own = _judge_file(s, reading.asset, meta, reading.sidecars)
+        own = _judge_file(s, reading.asset, meta, reading.sidecars, reading.c2pa_sidecar)
     except MatchDeadline as exc:
         return unreadable(str(exc))
     if nested:  # the expansion laid out its nested archives and appended zips already
@@ -183,8 +182,8 @@ def judge(s: Session, reading: Reading, nested: bool = False) -> Verdict:
     return verdict
 
 
-def _judge_file(s: Session, asset: Asset, meta: Metadata,
-                sidecars: tuple[Metadata, ...]) -> Verdict:
+def _judge_file(s: Session, asset: Asset, meta: Metadata, sidecars: tuple[Metadata, ...],
+                c2pa_sidecar: str | None) -> Verdict:
     deadline = time.monotonic() + s.opts.timeout
     signals = s.catalogue.match(meta, deadline=deadline)
     for side in sidecars:  # clip.mov.xmp and clip.xmp: both are evidence
@@ -195,7 +194,7 @@ def _judge_file(s: Session, asset: Asset, meta: Metadata,
     state = c2pa_state_from_metadata(meta)
     details: dict[str, Any] = {}
     if not meta.error:
-        cred = s.checker.check(asset.path, meta, state, asset.c2pa_marker)
+        cred = s.checker.check(asset.path, meta, state, asset.c2pa_marker, c2pa_sidecar)
         if cred.warning and s.checker.available:
             warnings.append(cred.warning)
         state, details = cred.state, cred.details
