@@ -168,6 +168,19 @@ def is_frame(path: str, extensions: frozenset[str] = FRAME_EXTENSIONS) -> bool:
         _FRAME.fullmatch(name) is not None
 
 
+def sequence_key(path: str, extensions: frozenset[str] = FRAME_EXTENSIONS
+                 ) -> tuple[str, str, str, int] | None:
+    """(folder, prefix, extension, padding) of a path named like a frame, else None: the
+    frames of one sequence share it."""
+    cut = path.rfind("/") + 1
+    name = path[cut:]
+    dot = name.rfind(".")
+    if dot <= 0 or name[dot + 1:].lower() not in extensions:
+        return None
+    m = _FRAME.fullmatch(name)
+    return None if m is None else (path[:cut], m[1], m[3], len(m[2]))
+
+
 def group(paths: Iterable[str], *, extensions: Iterable[str] = FRAME_EXTENSIONS,
           min_frames: int = 2) -> list[Sequence | str]:
     """Sequences and single files, in the order their first path came in.

@@ -3,7 +3,8 @@
 A file is taken only when its writer has closed it (inotify's close-after-write; a writer idle
 OPEN_CAP_SECONDS is given up on) and its size and mtime have not changed for the settle
 window. A media file also waits while a sidecar of its own is still arriving, so that the
-pair is judged once.
+pair is judged once. A frame of an image sequence waits while any frame of its sequence is
+still arriving, so a shot rendered or copied frame by frame settles as a whole.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from provgate.assets import SIDECAR_SUFFIXES
+from provgate.sequences import sequence_key
 
 log = logging.getLogger("provgate")
 OPEN_CAP_SECONDS = 600  # an open file unchanged this long is judged anyway
@@ -32,6 +34,7 @@ class _Pending:
     heard: float
     size: int = -1
     mtime_ns: int = -1
+    sequence: tuple[str, str, str, int] | None = None  # the sequence it is a frame of
 
 
 class SettleQueue:
@@ -71,7 +74,7 @@ class SettleQueue:
             size, mtime = st.st_size, st.st_mtime_ns
         except OSError:
             size, mtime = -1, -1
-        entry = _Pending(root, time.monotonic(), size, mtime)
+        entry = _Pending(root, time.monotonic(), size, mtime, sequence_key(path))
         with self._lock:
             self._pending.pop(path, None)  # last heard goes last: see take
             if writing is None:
@@ -116,11 +119,14 @@ class SettleQueue:
             gone: list[str] = []
             arriving = {(os.path.dirname(q), os.path.splitext(os.path.basename(q))[0])
                         for q in (*self._pending, *self._open) if sidecar_name(q)}
+            shooting = self._sequences_arriving(now)
             for path, p in self._pending.items():
                 if now - p.heard < self.settle or len(ready) >= limit:
                     break
                 if arriving and not sidecar_name(path) and _awaits(path, arriving):
                     continue
+                if p.sequence is not None and p.sequence in shooting:
+                    continue  # its sequence is still arriving: the shot settles as a whole
                 try:
                     st = os.lstat(path)
                 except FileNotFoundError:
@@ -139,6 +145,18 @@ class SettleQueue:
             for path in changed:  # to the back of the line
                 self._pending[path] = self._pending.pop(path)
         return ready
+
+
+    def _sequences_arriving(self, now: float) -> set[tuple[str, str, str, int]]:
+        """The sequences with a frame still open or inside its settle window (under the
+        lock). The pending dict is in the order last heard: the newest are at its end."""
+        out = {e.sequence for e in self._open.values() if e.sequence is not None}
+        for e in reversed(self._pending.values()):
+            if now - e.heard >= self.settle:
+                break
+            if e.sequence is not None:
+                out.add(e.sequence)
+        return out
 
 
 def _awaits(path: str, arriving: set[tuple[str, str]]) -> bool:

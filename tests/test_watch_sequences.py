@@ -1,0 +1,56 @@
+"""The daemon settles an image sequence as a whole: a shot written frame by frame is decided
+once its last frame has settled, not frame by frame while it arrives (real daemon, real
+inotify events, real ExifTool)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Running, wait_for
+
+FILM = Path(__file__).resolve().parent.parent / "sample_media" / "film" / "plate_exr"
+
+
+@pytest.fixture
+def frames() -> list[Path]:
+    if not FILM.is_dir():
+        pytest.skip("sample_media/film is made by `make samples`")
+    return sorted(FILM.glob("sh010_plate.*.exr"))
+
+
+def test_a_sequence_arriving_frame_by_frame_settles_as_a_whole(tmp_path: Path,
+                                                               frames: list[Path]) -> None:
+    root = tmp_path / "delivery" / "final" / "sh010"
+    root.mkdir(parents=True)
+    (root / "notes.jpg").write_bytes(b"")  # a file beside it is decided on its own clock
+    with Running([tmp_path / "delivery"], settle=1.0) as w:
+        for frame in frames:  # one frame every 0.4 s: always inside the last one's window
+            shutil.copy(frame, root / frame.name)
+            time.sleep(0.4)
+            assert not any("sh010_plate" in d["path"] for d in w.decisions()), \
+                "a frame was decided while its sequence was still arriving"
+        wait_for(lambda: sum("sh010_plate" in d["path"] for d in w.decisions()) == len(frames))
+        decided = [d for d in w.decisions() if "sh010_plate" in d["path"]]
+        assert {d["path"].rsplit("/", 1)[1] for d in decided} == {f.name for f in frames}
+        assert any(d["kind"] == "ai_generated" and d["path"].endswith(".1007.exr")
+                   for d in decided)
+        assert any(d["path"].endswith("notes.jpg") for d in w.decisions())
+
+
+def test_frames_of_two_sequences_settle_apart(tmp_path: Path, frames: list[Path]) -> None:
+    root = tmp_path / "delivery" / "final"
+    root.mkdir(parents=True)
+    with Running([tmp_path / "delivery"], settle=0.8) as w:
+        for frame in frames[:3]:
+            shutil.copy(frame, root / frame.name.replace("sh010_plate", "sh020_done"))
+        time.sleep(1.2)
+        for frame in frames[3:8]:  # another shot keeps arriving...
+            shutil.copy(frame, root / frame.name)
+            time.sleep(0.3)
+            # ...and the finished one is decided meanwhile
+        assert sum("sh020_done" in d["path"] for d in w.decisions()) == 3
+        wait_for(lambda: sum("sh010_plate" in d["path"] for d in w.decisions()) == 5)
