@@ -118,3 +118,20 @@ def test_an_approval_of_a_sequence_binds_to_its_frames(final: Path) -> None:
     # a pattern with no frames behind it is refused
     assert run("approve", str(plate / "nothing.####.exr"), "--ref", "R",
                "--by", "P").exit_code == 2
+
+
+def test_a_package_is_verified_from_the_read_that_fingerprinted_it(
+        final: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PKL's SHA-1 is taken in the same read as the fingerprint: no file of the package
+    is read a second time to check it, and an altered file is still caught."""
+    from provgate import imf
+
+    reads: list[str] = []
+    real = imf.hash_file
+    monkeypatch.setattr(imf, "hash_file", lambda path, *a, **k: reads.append(path)
+                        or real(path, *a, **k))
+    good = run("check", str(final / "imf" / "SHOW_EP101_IMF"), "--json")
+    tampered = run("check", str(final / "imf" / "SHOW_EP102_IMF_TAMPERED"), "--json")
+    assert reads == []
+    assert json.loads(good.stdout)[0]["problems"] == []
+    assert any("packing list" in p for p in json.loads(tampered.stdout)[0]["problems"])

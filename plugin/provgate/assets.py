@@ -13,7 +13,8 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from typing import Any
+from dataclasses import dataclass, field, replace
 
 from wcmatch import glob as wglob
 
@@ -50,6 +51,8 @@ class Asset:
     layout: Layout | None = None
     # whether the path itself is a symlink, as the walk saw it; None when nobody looked
     link: bool | None = None
+    # digests besides the fingerprint, taken in the same read (a package file's SHA-1)
+    digests: dict[str, bytes] | None = field(default=None, compare=False)
 
     @property
     def relpath(self) -> str:
@@ -59,9 +62,12 @@ class Asset:
         """The same asset with its sha256, or with an error saying why it has none."""
         if self.error or self.fingerprint:
             return self
+        extra = ("sha1",) if _package_folder(os.path.dirname(self.path)) else ()
         try:
-            digest, marker, found = fingerprint_and_marker(self.path, self.size, self.mtime_ns)
-            return replace(self, fingerprint=digest, c2pa_marker=marker, layout=found)
+            digest, marker, found, more = fingerprint_and_marker(self.path, self.size,
+                                                                 self.mtime_ns, extra)
+            return replace(self, fingerprint=digest, c2pa_marker=marker, layout=found,
+                           digests=more or None)
         except OSError as exc:
             return replace(self, error=describe_os_error(exc))
         except FileChanged as exc:
@@ -137,27 +143,55 @@ def fingerprint(path: str, size: int | None = None, mtime_ns: int | None = None)
     return fingerprint_and_marker(path, size, mtime_ns)[0]
 
 
-def fingerprint_and_marker(path: str, size: int | None = None, mtime_ns: int | None = None
-                           ) -> tuple[str, bool | None, Layout]:
+def fingerprint_and_marker(path: str, size: int | None = None, mtime_ns: int | None = None,
+                           extra: tuple[str, ...] = ()
+                           ) -> tuple[str, bool | None, Layout, dict[str, bytes]]:
     """The fingerprint, and for a small file (read whole anyway) whether a C2PA label occurs
     in its bytes: a free look that spares c2pa-python files that cannot hold a manifest; and
     what the file's bytes hold (archives.layout: from the bytes in memory for a small file,
-    else its first 512 and last 64 KiB just hashed, without opening it again)."""
+    else its first 512 and last 64 KiB just hashed, without opening it again). ``extra``:
+    more digests taken in the same read (a package's PKL hash: never a second read)."""
     marker = None
     with open(path, "rb") as fh:
         st = os.fstat(fh.fileno())
         if st.st_size <= _SMALL:  # file_digest zeroes a 256 KiB buffer per call
             data = fh.read()
             digest = hashlib.sha256(data).hexdigest()
+            more = {a: hashlib.new(a, data).digest() for a in extra}
             marker = b"c2pa" in data or b"C2PA" in data
             found = look(data[:HEAD_BYTES], data)
+        elif extra:
+            more = _digests(fh, ("sha256", *extra))
+            digest = more.pop("sha256").hex()
+            found = layout_fd(fh.fileno())
         else:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            more = {}
             found = layout_fd(fh.fileno())
         st = os.fstat(fh.fileno())
     if size is not None and (st.st_size != size or st.st_mtime_ns != mtime_ns):
         raise FileChanged("changed while being read: still being written?")
-    return "sha256:" + digest, marker, found
+    return "sha256:" + digest, marker, found, more
+
+
+def _digests(fh: Any, algorithms: tuple[str, ...]) -> dict[str, bytes]:
+    hs = {a: hashlib.new(a) for a in dict.fromkeys(algorithms)}
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    while n := fh.readinto(buf):
+        for h in hs.values():
+            h.update(view[:n])
+    return {a: h.digest() for a, h in hs.items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _package_folder(folder: str) -> bool:
+    """Whether ``folder`` holds an IMF/DCP asset map: its files' PKL hashes (SHA-1) are taken
+    in the read that fingerprints them."""
+    try:
+        return any(n.lower() in ("assetmap.xml", "assetmap") for n in os.listdir(folder))
+    except OSError:
+        return False
 
 
 def describe_os_error(exc: OSError) -> str:

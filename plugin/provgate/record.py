@@ -143,7 +143,8 @@ class Record:
     def brief(self) -> Brief:
         return Brief(self.path, self.kind, self.action, self.decision.reason, self.approval,
                      self.asset.fingerprint, self.verdict.error, self.clips, self.id,
-                     self.decision.zone, tuple(dict.fromkeys(s.tag for s in self.verdict.evidence)))
+                     self.decision.zone, tuple(dict.fromkeys(s.tag for s in self.verdict.evidence)),
+                     self.asset.digests)
 
     def key(self) -> str:
         """Equal keys: the same decision about the same content, nothing new to record."""
@@ -199,6 +200,7 @@ class Brief:
     id: int | None = None  # the decision's row in the ledger (None: not recorded)
     zone: str = ""
     tags: tuple[str, ...] = ()  # the evidence's tags: a sequence says which frames carry which
+    digests: dict[str, bytes] | None = None  # taken with the fingerprint (a PKL's SHA-1)
 
     @property
     def held(self) -> bool:

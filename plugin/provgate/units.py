@@ -217,9 +217,20 @@ def _placed(pkg: imf.Package, b: Brief) -> str:
             + (f"; used in {'; '.join(where[:3])}" if where else "; in no composition"))
 
 
+def _digests(files: list[Brief]) -> dict[str, dict[str, bytes]]:
+    """What the session's read already hashed, so that no file is read again for its PKL
+    hash: every fingerprint (sha256), and the SHA-1 taken beside it in a package folder."""
+    out: dict[str, dict[str, bytes]] = {}
+    for b in files:
+        if b.fingerprint and b.fingerprint.startswith("sha256:"):
+            out[b.path] = {"sha256": bytes.fromhex(b.fingerprint[7:]), **(b.digests or {})}
+    return out
+
+
 def package_unit(folder: str, files: list[Brief], policy: Policy) -> PackageUnit | None:
-    """The package at ``folder`` from its files' briefs, checked against its PKLs (each
-    file read once more to hash it); None when the folder is not a package."""
+    """The package at ``folder`` from its files' briefs, checked against its PKLs with the
+    digests taken when the files were fingerprinted (a file read from the cache, without its
+    SHA-1, is hashed again); None when the folder is not a package."""
     try:
         pkg = imf.read(folder)
     except imf.PackageError:
@@ -232,7 +243,7 @@ def package_unit(folder: str, files: list[Brief], policy: Policy) -> PackageUnit
                     f"{len(files)} files, {len(pkg.compositions)} composition(s); "
                     f"{strongest.action}: {os.path.basename(strongest.path)}: "
                     f"{strongest.reason}")
-    for problem in imf.verify(pkg):
+    for problem in imf.verify(pkg, digests=_digests(files)):
         _raise(u, policy.integrity(u.zone, problem.message), problem.message)
     return u
 
