@@ -968,8 +968,9 @@ def ledger_list(action: str | None, kind: str | None, since: str | None,
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     for r in rows:
+        later = f" (superseded by #{r['superseded_by']})" if r.get("superseded_by") else ""
         click.echo(f"#{r['id']:<6} {r['time'][:19]} {r['action']:<8} {r['kind']:<13} "
-                   f"{r['zone']:<8} {display_path(r['path'])}")
+                   f"{r['zone']:<8} {display_path(r['path'])}{later}")
 
 
 @ledger.command("events")

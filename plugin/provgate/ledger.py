@@ -905,9 +905,14 @@ class Ledger:
             where.append("path GLOB :path")
             params["path"] = path if any(c in path for c in "*?[") else f"{path}*"
         cond = f" WHERE {' AND '.join(where)}" if where else ""
-        sql = "SELECT * FROM decisions" + cond
+        # superseded_by: the next decision about the same path with other content (a file
+        # decided while it was still being written, then again once complete). Read, never
+        # stored: the rows stay as they were chained.
+        sql = ("SELECT *, (SELECT min(n.id) FROM decisions n WHERE n.path = d.path AND "
+               "n.id > d.id AND n.fingerprint IS NOT d.fingerprint) AS superseded_by "
+               "FROM decisions d" + cond)
         if latest:
-            sql = ("SELECT * FROM decisions WHERE id IN "
+            sql = ("SELECT *, NULL AS superseded_by FROM decisions WHERE id IN "
                    f"(SELECT max(id) FROM decisions{cond} GROUP BY path)")
         sql += " ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")
         for row in self.db.query(sql, params):

@@ -4,6 +4,7 @@ inotify events, real ExifTool)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -54,3 +55,29 @@ def test_frames_of_two_sequences_settle_apart(tmp_path: Path, frames: list[Path]
             # ...and the finished one is decided meanwhile
         assert sum("sh020_done" in d["path"] for d in w.decisions()) == 3
         wait_for(lambda: sum("sh010_plate" in d["path"] for d in w.decisions()) == 5)
+
+
+def test_decisions_of_a_file_still_being_written_are_marked_superseded(tmp_path: Path) -> None:
+    """A writer that closes and reopens a file between chunks gets a decision per settled
+    chunk; each earlier one names the decision about the complete file that superseded it."""
+    from conftest import SAMPLES, run
+
+    root = tmp_path / "delivery" / "final"
+    root.mkdir(parents=True)
+    data = (SAMPLES / "ai_iptc_generated.jpg").read_bytes()
+    target = root / "key.jpg"
+    with Running([tmp_path / "delivery"], settle=0.5) as w:
+        third = len(data) // 3
+        for n, end in enumerate((third, 2 * third, len(data)), start=1):
+            with open(target, "ab") as fh:
+                fh.write(data[len(target.read_bytes()) if target.exists() else 0:end])
+            wait_for(lambda n=n: len([d for d in w.decisions() if d["path"] == str(target)])
+                     == n)
+    listed = run("ledger", "list", "--json", "--path", str(target))
+    rows = json.loads(listed.stdout)
+    assert len(rows) == 3
+    assert rows[0]["superseded_by"] == rows[1]["id"]
+    assert rows[1]["superseded_by"] == rows[2]["id"]
+    assert rows[2]["superseded_by"] is None and rows[2]["kind"] == "ai_generated"
+    table = run("ledger", "list", "--path", str(target)).stdout
+    assert f"(superseded by #{rows[2]['id']})" in table
