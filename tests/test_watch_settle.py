@@ -1,6 +1,7 @@
-"""The daemon settles an image sequence as a whole: a shot written frame by frame is decided
-once its last frame has settled, not frame by frame while it arrives (real daemon, real
-inotify events, real ExifTool)."""
+"""What the daemon decides while files arrive: an image sequence settles as a whole (a shot
+written frame by frame is decided once its last frame has settled), and decisions about a
+file still being written are marked superseded (real daemon, real inotify events, real
+ExifTool)."""
 
 from __future__ import annotations
 
