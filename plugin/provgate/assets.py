@@ -62,7 +62,7 @@ class Asset:
         """The same asset with its sha256, or with an error saying why it has none."""
         if self.error or self.fingerprint:
             return self
-        extra = ("sha1",) if _package_folder(os.path.dirname(self.path)) else ()
+        extra = ("sha1",) if in_package(os.path.dirname(self.path)) else ()
         try:
             digest, marker, found, more = fingerprint_and_marker(self.path, self.size,
                                                                  self.mtime_ns, extra)
@@ -185,9 +185,11 @@ def _digests(fh: Any, algorithms: tuple[str, ...]) -> dict[str, bytes]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _package_folder(folder: str) -> bool:
-    """Whether ``folder`` holds an IMF/DCP asset map: its files' PKL hashes (SHA-1) are taken
-    in the read that fingerprints them."""
+def in_package(folder: str) -> bool:
+    """Whether ``folder`` holds an IMF/DCP asset map (by name; ``imf.read`` decides what it
+    is): its files' PKL hashes (SHA-1) are taken in the read that fingerprints them. Cached
+    for the process: a package a long-running daemon sees made later is hashed again for
+    its PKL, never missed."""
     try:
         return any(n.lower() in ("assetmap.xml", "assetmap") for n in os.listdir(folder))
     except OSError:

@@ -26,11 +26,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from provgate import imf, sequences
+from provgate import sequences
+from provgate.assets import in_package
 from provgate.record import Brief, Decision
 from provgate.vocabulary import ACTION_STRENGTH, held
 
 if TYPE_CHECKING:
+    from provgate import imf
     from provgate.policy import Policy
 
 
@@ -231,6 +233,8 @@ def package_unit(folder: str, files: list[Brief], policy: Policy) -> PackageUnit
     """The package at ``folder`` from its files' briefs, checked against its PKLs with the
     digests taken when the files were fingerprinted (a file read from the cache, without its
     SHA-1, is hashed again); None when the folder is not a package."""
+    from provgate import imf  # a delivery with a package only: its XML reading is heavy
+
     try:
         pkg = imf.read(folder)
     except imf.PackageError:
@@ -268,7 +272,7 @@ class Folder:
         out: list[Shown] = []
         if folder != self.folder:
             out += self.flush()
-            self.folder, self.package = folder, imf.is_package(folder)
+            self.folder, self.package = folder, in_package(folder)
         if self.package or sequences.is_frame(brief.path):
             self.pending.append((brief, doc))
         else:
