@@ -59,6 +59,8 @@ class Options:
     # the vendor's GenAI register for this delivery, and the delivery root it speaks of
     register: GenAIRegister | None = None
     register_root: str | None = None
+    # the daemon's: each watched root's register (the root is the delivery root it speaks of)
+    registers: dict[str, GenAIRegister] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode and self.mode not in MODES:
@@ -161,13 +163,28 @@ class Session:
         refused move by move: the decisions are still recorded, the files left in place.)"""
         safefs.quarantine_outside(self.quarantine_dir, [*self.policy.config.roots, *gated])
 
+    def register_for(self, path: str) -> tuple[GenAIRegister, str | None] | None:
+        """The GenAI register that speaks of the file at ``path``, and its delivery root: the
+        one given for this run, else the register of the watched root that holds it."""
+        if self.opts.register is not None:
+            return self.opts.register, self.opts.register_root
+        for root, reg in sorted(self.opts.registers.items(), key=lambda r: -len(r[0])):
+            if path.startswith(root.rstrip(os.sep) + os.sep):
+                return reg, root
+        return None
+
+    @property
+    def _register_files(self) -> set[str]:
+        regs = [self.opts.register, *self.opts.registers.values()]
+        return {os.path.abspath(r.source) for r in regs if r is not None}
+
     def admit(self, assets: list[Asset]) -> list[Asset]:
         """Files the walk marked as left out are dropped, except in a zone that holds what it
         cannot judge (final): there they become records with the reason, so a hidden file or
         a transfer partial in a deliverable holds the delivery instead of slipping by."""
         out = []
         for a in assets:
-            if self.opts.register and a.path == os.path.abspath(self.opts.register.source):
+            if a.path in self._register_files:
                 continue  # the declaration is evidence of the delivery, not one of its files
             if a.skipped is None:
                 out.append(a)

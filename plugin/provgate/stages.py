@@ -265,13 +265,14 @@ def decide(s: Session, judged: Judged, approvals: list[Approval]) -> Record:
     register, what it declares joins the evidence (a declared use the metadata cannot see
     gets the declared kind) and its findings go to the policy."""
     verdict, declared = judged.verdict, None
-    reg = s.opts.register
-    if reg is not None and not judged.asset.error:
+    found = s.register_for(judged.asset.path)
+    reg = found[0] if found else None
+    if found is not None and not judged.asset.error:
         from provgate import register  # only deliveries with a register
 
         declared = register.reconcile(
             verdict.kind, [e.kind for e in verdict.evidence],
-            reg.entries_for(judged.asset.path, s.opts.register_root),
+            found[0].entries_for(judged.asset.path, found[1]),
             approvals={a.ref for a in approvals})
         verdict = replace(verdict, kind=declared.kind,
                           evidence=verdict.evidence + declared.signals())
