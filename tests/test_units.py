@@ -135,3 +135,16 @@ def test_a_package_is_verified_from_the_read_that_fingerprinted_it(
     assert reads == []
     assert json.loads(good.stdout)[0]["problems"] == []
     assert any("packing list" in p for p in json.loads(tampered.stdout)[0]["problems"])
+
+
+def test_a_lone_numbered_file_keeps_its_own_record(final: Path) -> None:
+    plate = final / "plate_exr"
+    for frame in plate.glob("sh010_plate.10[01][0-9].exr"):
+        if not frame.name.endswith((".1001.exr", ".1002.exr")):
+            frame.unlink()
+    shutil.copy(plate / "sh010_plate.1001.exr", plate / "sh099_ref.0007.exr")
+    records = _by_path(run_json("scan", str(plate)), final)
+    assert set(records) == {"plate_exr/sh010_plate.####.exr", "plate_exr/sh099_ref.0007.exr"}
+    lone = records["plate_exr/sh099_ref.0007.exr"]
+    assert "unit" not in lone and lone["c2pa"] and lone["fingerprint"].startswith("sha256:")
+    assert records["plate_exr/sh010_plate.####.exr"]["frames"]["count"] == 2

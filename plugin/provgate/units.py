@@ -255,7 +255,11 @@ def package_unit(folder: str, files: list[Brief], policy: Policy) -> PackageUnit
 class Folder:
     """Records held back while the walk is in one folder, folded when it moves on: records
     arrive folder by folder, so a sequence is complete when its folder is. In a package
-    folder every record waits (the package is one unit); elsewhere only frames do."""
+    folder every record waits (the package is one unit); elsewhere only frames do.
+
+    Memory: a brief per frame; a frame's printable record is kept only while it is the only
+    frame of its sequence so far (frames with the same folder, name, extension and padding
+    always fold into one sequence, so from the second frame on none is printed alone)."""
 
     def __init__(self, policy: Policy, approvals: dict[int, dict[str, Any]] | None = None
                  ) -> None:
@@ -273,21 +277,34 @@ class Folder:
         if folder != self.folder:
             out += self.flush()
             self.folder, self.package = folder, in_package(folder)
-        if self.package or sequences.is_frame(brief.path):
-            self.pending.append((brief, doc))
+        key = sequences.sequence_key(brief.path)
+        if self.package:
+            self.pending.append(brief)
+            self.docs[brief.path] = doc
+        elif key is not None:
+            self.pending.append(brief)
+            self._keep(key, brief.path, doc)
         else:
             out.append((brief, doc))
         return out
 
+    def _keep(self, key: tuple[str, str, str, int], path: str, doc: dict[str, Any]) -> None:
+        if key not in self._alone:
+            self._alone[key] = path
+            self.docs[path] = doc
+        elif self._alone[key] is not None:  # a second frame: the sequence will fold
+            self.docs.pop(self._alone[key] or "", None)
+            self._alone[key] = None
+
     def flush(self) -> list[Shown]:
-        pending, self.pending = self.pending, []
+        pending, docs = self.pending, self.docs
+        self.pending, self.docs, self._alone = [], {}, {}
         if self.package and pending and self.folder is not None:
-            found = package_unit(self.folder, [b for b, _ in pending], self.policy)
+            found = package_unit(self.folder, pending, self.policy)
             if found is not None:
                 return [found]
-        docs = {b.path: (b, d) for b, d in pending}
-        return [docs[item.path] if isinstance(item, Brief) else item
-                for item in fold([b for b, _ in pending], self.policy, self.approvals)]
+        return [(item, docs[item.path]) if isinstance(item, Brief) else item
+                for item in fold(pending, self.policy, self.approvals)]
 
 
 Shown = Unit | PackageUnit | tuple[Brief, dict[str, Any]]
