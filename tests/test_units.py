@@ -143,7 +143,7 @@ def test_a_lone_numbered_file_keeps_its_own_record(final: Path) -> None:
         if not frame.name.endswith((".1001.exr", ".1002.exr")):
             frame.unlink()
     shutil.copy(plate / "sh010_plate.1001.exr", plate / "sh099_ref.0007.exr")
-    records = _by_path(run_json("scan", str(plate)), final)
+    records = _by_path(json.loads(run("scan", str(plate), "--json").stdout), final)
     assert set(records) == {"plate_exr/sh010_plate.####.exr", "plate_exr/sh099_ref.0007.exr"}
     lone = records["plate_exr/sh099_ref.0007.exr"]
     assert "unit" not in lone and lone["c2pa"] and lone["fingerprint"].startswith("sha256:")
