@@ -284,8 +284,22 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
     verdict = "FAILED" if code else "passed"
     if given and delivery_name:
         _record_delivery(opts, delivery_name, given, records, verdict, ledger)
-    click.echo(f"{summary_line(records, gated.units)}; gate {verdict}", err=True)
+    click.echo(f"{summary_line(records, gated.units)}; gate {verdict}; "
+               f"{_head_line(opts.policy, ledger)}", err=True)
     sys.exit(code)
+
+
+def _head_line(policy: Policy, ledger: str | None) -> str:
+    """Where the decisions chain stands once the gate has recorded what it decided (and its
+    delivery): ``ledger head: decisions #N HASH``, as `provgate ledger checkpoint` says it."""
+    try:
+        with ledger_for(policy, ledger, readonly=True) as led:
+            head = led.heads().get("decisions")
+    except ProvgateError as err:  # the gate has decided: its exit code stands
+        return f"ledger head: not read ({err})"
+    if head is None:
+        return "ledger head: none that verifies"
+    return f"ledger head: decisions #{head['count']} {head['head'][:16]}"
 
 
 def _record_delivery(opts: Options, name: str, given: list[str], records: list[Brief],
@@ -1112,10 +1126,11 @@ def report(delivery_name: str | None, everything: bool, since: str | None,
         raise click.UsageError("--delivery reports the files of one delivery: --all, --since "
                                "and --path select from the whole ledger instead")
     wide = everything or bool(since or path_glob or (zone and not delivery_name))
-    with _open_ro(policy_path, ledger) as led:
+    pol = Policy.load(policy_path)
+    with ledger_for(pol, ledger, readonly=True) as led:
         delivery, note = _report_delivery(led, delivery_name, wide)
         doc = report_mod.build(led, since, path_glob, zone, thumbnails, delivery,
-                               _approve_options(policy_path, ledger), note)
+                               _approve_options(policy_path, ledger), note, pol)
     _write_report(report_mod, doc, fmt, output)
     chain, shown = doc["report"]["chain"], doc["report"]["delivery"]
     if note:

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from provgate.errors import ConfigError
 from provgate.ledger import Ledger, now_iso
-from provgate.record import Brief
+from provgate.record import Brief, text_path
 
 if TYPE_CHECKING:
+    from provgate.policy import Policy
     from provgate.register import Register
 
 
@@ -59,8 +60,7 @@ def record(ledger: Ledger, name: str, roots: list[str], briefs: list[Brief], ver
     """Chain the delivery's record; returns its id and what changed since the last record of
     the same name (None for the first). ``register``: the GenAI register the check read, kept
     by path and root so that an approval can later be made from one of its entries."""
-    files = {b.path: {"id": b.id, "action": b.action, "kind": b.kind,
-                      "fingerprint": b.fingerprint} for b in briefs}
+    files = _files(briefs)
     previous = ledger.deliveries(name)
     head = ledger.heads().get("decisions", {}).get("head")
     ident = ledger.record_delivery({
@@ -73,6 +73,69 @@ def record(ledger: Ledger, name: str, roots: list[str], briefs: list[Brief], ver
         "register": os.path.abspath(register.source) if register else None,
         "register_root": register.root if register else None})
     return ident, (changes(previous[-1], files) if previous else None)
+
+
+def _files(briefs: list[Brief]) -> dict[str, dict[str, Any]]:
+    return {b.path: {"id": b.id, "action": b.action, "kind": b.kind,
+                     "fingerprint": b.fingerprint} for b in briefs}
+
+
+def root_view(ledger: Ledger, root: str) -> list[Brief]:
+    """The files a watched root holds, as last decided: each path's newest decision below
+    it, without the files the daemon saw leave (removed, or moved: then under their new
+    path, with the decision they had). A file provgate quarantined stays, blocked: it was
+    delivered there. Each decision is read again through ``Ledger.last_decision``, which
+    verifies it; a path whose decision does not verify is held (``unreadable``, escalated,
+    no decision id), never passed."""
+    prefix = text_path(os.path.abspath(root)).rstrip(os.sep) + os.sep
+    below = _glob_literal(prefix) + "*"
+    view: dict[str, dict[str, Any]] = {
+        r["path"]: r for r in ledger.decisions(path=below, latest=True)}
+    for e in ledger.events(path=below):
+        row = view.get(e["path"])
+        if row is None or e["time"] < row["time"]:
+            continue  # decided again after it left: a new file at that path
+        del view[e["path"]]
+        dest = e.get("dest")
+        if e["event"] == "moved" and dest and dest.startswith(prefix) and (
+                dest not in view or view[dest]["time"] < e["time"]):
+            view[dest] = row
+    out = []
+    for path, row in sorted(view.items()):
+        checked = ledger.last_decision(row["path"])
+        if checked is None or checked["id"] != row["id"]:
+            out.append(Brief(path, "unreadable", "escalate", "its decision does not verify in "
+                             "the ledger (run `provgate ledger verify`)", None, None,
+                             f"decision #{row['id']} does not verify", zone=row["zone"]))
+            continue
+        out.append(Brief(path, checked["kind"], checked["action"], checked["reason"], None,
+                         checked["fingerprint"], checked["error"], id=checked["id"],
+                         zone=checked["zone"]))
+    return out
+
+
+def record_root(ledger: Ledger, name: str, root: str, policy: Policy, user: str
+                ) -> tuple[int, Changes | None] | None:
+    """Record a watched root as delivery ``name`` (``root_view``), unless its last record
+    of that name already says the same: same folder, verdict and files (action, kind and
+    content of each). None when nothing was recorded, or the root holds nothing decided."""
+    briefs = root_view(ledger, root)
+    if not briefs:
+        return None
+    roots = [text_path(os.path.abspath(root))]
+    verdict = "FAILED" if any(b.held for b in briefs) else "passed"
+    last = latest(ledger, name)
+    if last is not None and last["verdict"] == verdict and json.loads(last["roots"]) == roots:
+        same = changes(last, _files(briefs))
+        if not (same.new or same.gone or same.changed):
+            return None
+    return record(ledger, name, roots, briefs, verdict, policy.digest, None, "daemon", user,
+                  show=policy.show, episode=policy.episode)
+
+
+def _glob_literal(text: str) -> str:
+    """``text`` as an SQLite GLOB that matches only itself (a root named ``[x]`` or ``a*``)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def latest(ledger: Ledger, name: str | None = None) -> dict[str, Any] | None:

@@ -187,6 +187,20 @@ class Policy:
     def episode(self) -> str | None:
         return self.doc.get("delivery", {}).get("episode")
 
+    def watched_delivery(self, root: str) -> str | None:
+        """The delivery name ``provgate watch`` records the watched ``root`` under when the
+        policy asks it to (``[delivery] watch = true``): its ``[delivery.names]`` entry
+        (keyed by path, relative ones from the policy file's folder), else the root folder's
+        own name; None when the daemon records no deliveries."""
+        block = self.doc.get("delivery", {})
+        if not block.get("watch"):
+            return None
+        root = os.path.normpath(os.path.abspath(root))
+        for path, name in block.get("names", {}).items():
+            if str(self.config.path(path)) == root:
+                return name
+        return os.path.basename(root) or root
+
     @property
     def scope(self) -> Scope:
         """Where this policy gates now: the check's delivery, show and episode, else the

@@ -7,7 +7,9 @@ checked) is written for the producer who signs it: a banner with the verdict and
 what needs written approval (with the exact ``provgate approve`` command), approved AI uses,
 disclosed uses, undisclosed AI, blocked files, integrity problems, and every file's evidence;
 its JSON and CSV carry the same sections. The ledger-wide report describes each file's latest
-decision. Older rows stay in the ledger's chain, whose verification the report states.
+decision. Older rows stay in the ledger's chain, whose verification the report states, with
+every chain's head as the report was built. Image sequences and packages are units: one row
+each on the page, their files listed under them; JSON and CSV name each file's unit.
 
 The ledger is data, never markup: whoever can write the ledger file can put anything in any
 column. Every value from it is escaped for its context (text and attribute values alike), class
@@ -32,17 +34,18 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from provgate import __version__, register
+from provgate import __version__, imf, register, sequences, units
 from provgate.assets import Asset
 from provgate.data import PACKAGE_DIR
 from provgate.ledger import Ledger, now_iso
-from provgate.policy import Approval, Scope
-from provgate.vocabulary import AI_KINDS, HOLDS
+from provgate.policy import Approval, Policy, Scope
+from provgate.record import Brief
+from provgate.vocabulary import ACTION_STRENGTH, AI_KINDS, HOLDS
 
 KINDS = ("ai_generated", "ai_composite", "ai_possible", "algorithmic", "human", "unknown",
          "unreadable")
 ACTIONS = ("block", "escalate", "flag", "allow")
-CSV_FIELDS = ("id", "time", "path", "kind", "c2pa", "zone", "action", "reason",
+CSV_FIELDS = ("id", "time", "path", "unit", "kind", "c2pa", "zone", "action", "reason",
               "approval_state", "approval_ref", "quarantine_state", "quarantined_path",
               "fingerprint", "size", "error", "evidence")
 # the delivery report's sections, in the order the producer reads them
@@ -50,7 +53,7 @@ SECTIONS = (("needs_approval", "Needs written approval"), ("approved", "Approved
             ("disclosed", "Disclosed uses"), ("undisclosed", "Undisclosed AI"),
             ("blocked", "Blocked and quarantined"), ("integrity", "Integrity problems"))
 EVIDENCE = ("evidence", "Every file and its evidence")
-DELIVERY_CSV_FIELDS = ("section", "id", "path", "kind", "action", "zone", "reason",
+DELIVERY_CSV_FIELDS = ("section", "id", "path", "unit", "kind", "action", "zone", "reason",
                        "approval_state", "approval_ref", "approver", "category", "expires",
                        "scope", "command", "status", "entries", "detected",
                        "quarantine_state", "quarantined_path", "problem", "c2pa", "time",
@@ -75,12 +78,16 @@ def build(ledger: Ledger, since: str | None = None, path: str | None = None,
           zone: str | None = None, thumbnails: int = 200,
           delivery: dict[str, Any] | None = None,
           options: dict[str, str | None] | None = None,
-          note: str | None = None) -> dict[str, Any]:
+          note: str | None = None, policy: Policy | None = None) -> dict[str, Any]:
     """The report as data: what the ledger says now about each file in the filter, or, for
     a ``delivery`` record, about each file of that delivery as that check decided it (a
     later check of a subfolder or of another delivery changes nothing in it), with the
     producer's sections. ``options`` (``policy``, ``ledger``) are put in the approve
-    commands it prints, so that they act on the same ledger; ``note`` says why this report."""
+    commands it prints, so that they act on the same ledger; ``note`` says why this report.
+    Image sequences and packages are ``units`` (each file names its own); ``policy`` decides
+    a sequence whose approval was given for other frames (default: ``Policy.load()``).
+    ``ledger_heads`` is where every chain stood as the report was built."""
+    heads = ledger.heads()
     count, broken, message = ledger.verify()
     approvals = {a.id: a for a in ledger.approvals()}
     # every row, verified or not: a broken ledger is reported as broken, with what it holds
@@ -103,6 +110,7 @@ def build(ledger: Ledger, since: str | None = None, path: str | None = None,
             rec["departed"] = {k: gone[k] for k in ("event", "time", "dest")}
         files.append(rec)
     _add_thumbnails(files, thumbnails)
+    found = _units(files, policy if policy is not None else Policy.load(), approvals)
     doc: dict[str, Any] = {
         "report": {"title": "Generative AI disclosure", "generated": now_iso(),
                    "host": socket.gethostname(), "provgate": __version__,
@@ -112,14 +120,16 @@ def build(ledger: Ledger, since: str | None = None, path: str | None = None,
                    "delivery": _delivery_meta(delivery),
                    "chain": {"intact": broken is None, "decisions": count,
                              "message": message},
+                   "ledger_heads": heads,
                    "note": note},
         "totals": _totals(files),
         "files": files,
+        "units": found,
     }
     if delivery is not None:
         approve = _Approve(delivery, options or {})
         doc["sections"] = sections(files, unrecorded, approvals, now, scope, approve)
-        doc["banner"] = banner(delivery, files, doc["sections"])
+        doc["banner"] = banner(delivery, files, doc["sections"], heads.get("decisions"))
     return doc
 
 
@@ -127,7 +137,7 @@ def _delivery_meta(delivery: dict[str, Any] | None) -> dict[str, Any] | None:
     if delivery is None:
         return None
     return {k: delivery.get(k) for k in ("id", "name", "time", "verdict", "files", "held",
-                                         "show", "episode", "user")}
+                                         "show", "episode", "user", "decisions_head")}
 
 
 def _scope(delivery: dict[str, Any] | None) -> Scope:
@@ -188,6 +198,71 @@ def _totals(files: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# -- sequences and packages ------------------------------------------------------------------
+
+def _units(files: list[dict[str, Any]], policy: Policy, approvals: dict[int, Approval]
+           ) -> list[dict[str, Any]]:
+    """The units a facility delivers among the files, from the ledger alone: image sequences
+    (``units.fold`` over the frames' decisions: frame range, held frames, evidence ranges;
+    ``schemas/unit.schema.json``) and packages (a folder whose files include an ASSETMAP,
+    with every file below it). Each file gets ``unit``: its sequence's pattern or its
+    package's folder, or None. A file whose kind or action is not one provgate writes (a
+    hand-edited ledger) stays a file."""
+    for f in files:
+        f["unit"] = None
+    folders = sorted({os.path.dirname(f["path"]) for f in files
+                      if os.path.basename(f["path"]).lower() in imf.ASSETMAP_NAMES},
+                     key=len, reverse=True)  # the deepest first: a package in a package
+    packed: dict[str, list[dict[str, Any]]] = {}
+    loose: dict[str, dict[str, Any]] = {}
+    for f in files:
+        if f["kind"] not in KINDS or f["action"] not in ACTIONS:
+            continue
+        folder = next((d for d in folders if f["path"].startswith(d.rstrip("/") + "/")), None)
+        if folder is not None:
+            packed.setdefault(folder, []).append(f)
+        else:
+            loose.setdefault(f["path"], f)  # a path twice (moved onto another) is not a frame
+    sequence_approvals = {a.id: {"ref": a.ref, "sequence": a.sequence}
+                          for a in approvals.values() if a.sequence}
+    found = []
+    for item in units.fold([_brief(f) for f in loose.values()], policy, sequence_approvals):
+        if isinstance(item, units.Unit):
+            for b in item.frames:
+                loose[b.path]["unit"] = item.path
+            found.append(item.to_json())
+    for folder, members in packed.items():
+        for f in members:
+            f["unit"] = folder
+        found.append(_package(folder, members))
+    return sorted(found, key=lambda u: u["path"])
+
+
+def _brief(f: dict[str, Any]) -> Brief:
+    """A file of the report as the unit it belongs to reads it."""
+    tags = tuple(dict.fromkeys(str(s["tag"]) for s in _evidence(f["evidence"]) if s.get("tag")))
+    return Brief(f["path"], f["kind"], f["action"], str(f["reason"] or ""), f["approval"],
+                 f["fingerprint"], f["error"], id=f["id"], zone=str(f["zone"] or ""), tags=tags)
+
+
+def _package(folder: str, members: list[dict[str, Any]]) -> dict[str, Any]:
+    """A package's row (``schemas/unit.schema.json``) from its files' decisions: the
+    strongest kind and action of its files, and each held file in the evidence."""
+    strongest = max(members, key=lambda f: ACTION_STRENGTH[f["action"]])
+    kind = max((f["kind"] for f in members), key=sequences.SEQUENCE_RANK.__getitem__)
+    held = [f for f in members if f["action"] in HOLDS]
+    return {"unit": "package", "path": folder, "kind": kind, "action": strongest["action"],
+            "zone": strongest["zone"], "fingerprint": None, "files": len(members),
+            "reason": f"{len(members)} files; {strongest['action']}: "
+                      f"{os.path.basename(strongest['path'])}: {strongest['reason']}",
+            "evidence": [f"{os.path.basename(f['path'])}: {f['kind']}, {f['action']}"
+                         for f in held],
+            "held_files": [os.path.basename(f["path"]) for f in held],
+            "approval": None,
+            "problems": [f"{os.path.basename(f['path'])}: {problem}" for f in members
+                         if (problem := _integrity(f))]}
+
+
 # -- the delivery's sections -----------------------------------------------------------------
 
 class _Approve:
@@ -230,7 +305,7 @@ def sections(files: list[dict[str, Any]], unrecorded: list[dict[str, Any]],
 
 def _placements(f: dict[str, Any], approvals: dict[int, Approval], now: datetime,
                 scope: Scope, approve: _Approve) -> Iterable[tuple[str, dict[str, Any]]]:
-    base = {k: f.get(k) for k in ("id", "path", "kind", "action", "zone")}
+    base = {k: f.get(k) for k in ("id", "path", "unit", "kind", "action", "zone")}
     status, entries = register.recorded_status(f["kind"], _evidence(f["evidence"]))
     entry = next(iter(entries), None)
     state = f["approval_state"]
@@ -299,13 +374,16 @@ def _integrity(f: dict[str, Any]) -> str | None:
 
 
 def banner(delivery: dict[str, Any], files: list[dict[str, Any]],
-           secs: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the producer reads first: the delivery, its verdict and the counts."""
+           secs: list[dict[str, Any]], head: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the producer reads first: the delivery, its verdict and the counts, and where
+    the decisions chain stood: ``ledger_head`` as the report was built (``head``, its count
+    and hash), ``decisions_head`` as the delivery's check recorded it."""
     actions = Counter(f["action"] for f in files)
     return {"delivery": delivery["name"], "id": delivery["id"], "time": delivery["time"],
             "show": delivery.get("show"), "episode": delivery.get("episode"),
             "verdict": delivery["verdict"], "held": delivery["held"],
             "register": bool(delivery.get("register_digest")),
+            "ledger_head": head, "decisions_head": delivery.get("decisions_head"),
             "counts": {"files": delivery["files"], **{a: actions[a] for a in ACTIONS},
                        **{s["id"]: len(s["items"]) for s in secs}}}
 
@@ -375,7 +453,7 @@ def to_html(report: dict[str, Any]) -> str:
             "No file is blocked."),
         flagged=_table([f for f in files if f["action"] == "flag"],
                        ("path", "kind", "zone", "reason"), "No AI use to disclose."),
-        files="\n".join(_file_html(f) for f in files) or "<p>No decisions match.</p>")
+        files=_evidence_html(files, report["units"]) or "<p>No decisions match.</p>")
     return _hashed(page)
 
 
@@ -405,6 +483,12 @@ _EXTRA_CSS = """#banner { border: 3px solid #555; padding: .6em 1em; margin: 0 0
 code.command { font: .9em ui-monospace, monospace; white-space: pre-wrap; word-break: break-all; }
 tr.command td { border-top: none; padding-left: 1.5em; }
 h2 .count { color: #555; font-weight: normal; }
+tr.unit td { font-weight: 600; } tr.members td { border-top: none; padding-left: 1.5em; }
+span.fact { white-space: nowrap; } ul.ranges { margin: .2em 0 0; padding-left: 1.2em;
+  font-weight: normal; }
+details.members > summary { color: #555; cursor: pointer; }
+details.unit details.file { margin-left: 1em; }
+#banner p.heads code { font: .85em ui-monospace, monospace; word-break: break-all; }
 @media print {
   @page { size: auto; margin: 14mm 12mm; }
   body { margin: 0; padding: 0; max-width: none; font-size: 9.5pt; color: #000; }
@@ -424,9 +508,10 @@ def _delivery_page(template_text: str, report: dict[str, Any]) -> str:
     head = template_text[:template_text.index("<body>")]
     head = string.Template(head).substitute(
         style_hash=_STYLE_HASH, title=_e(f"{meta['title']}: {b['delivery']}"))
-    body = [_banner_html(b, meta), *(_section_html(s, b) for s in report["sections"]),
+    found = {u["path"]: u for u in report["units"]}
+    body = [_banner_html(b, meta), *(_section_html(s, b, found) for s in report["sections"]),
             f'<h2 id="{EVIDENCE[0]}">{EVIDENCE[1]}</h2>',
-            "\n".join(_file_html(f, opened=True) for f in report["files"])
+            _evidence_html(report["files"], report["units"], opened=True)
             or '<p class="empty">No file of this delivery is in the ledger.</p>',
             '<h2 id="about">About this report</h2>', _totals_html(report["totals"]),
             f'<table id="meta">{_meta(meta)}</table>']
@@ -450,7 +535,17 @@ def _banner_html(b: dict[str, Any], meta: dict[str, Any]) -> str:
             + "".join(f"<td>{_e(v)}</td>" for _, v in cells) + "</tr></table>"
             f'<p class="checked">Delivery #{_e(b["id"])}, checked {_e(str(b["time"])[:19])} '
             f'UTC; GenAI register: {"delivered" if b["register"] else "none delivered"}; '
-            f'ledger chain: {"intact" if chain["intact"] else "BROKEN"}.</p></header>')
+            f'ledger chain: {"intact" if chain["intact"] else "BROKEN"}.</p>'
+            f'<p class="heads" id="heads">Ledger head as this report was made: '
+            f'{_head_text(b["ledger_head"])}; as the delivery was checked: decisions '
+            f'<code>{_e(b["decisions_head"] or "not recorded")}</code>.</p></header>')
+
+
+def _head_text(head: dict[str, Any] | None) -> str:
+    """A chain head as HTML: ``decisions #N <code>hash</code>``."""
+    if not head:
+        return "none that verifies (no seal key?)"
+    return f'decisions #{_e(head.get("count"))} <code>{_e(head.get("head"))}</code>'
 
 
 def _entry_text(e: dict[str, Any]) -> str:
@@ -492,7 +587,8 @@ _EMPTY = {"needs_approval": "Nothing needs written approval.",
           "integrity": "Every file was read and judged."}
 
 
-def _section_html(section: dict[str, Any], b: dict[str, Any]) -> str:
+def _section_html(section: dict[str, Any], b: dict[str, Any],
+                  found: dict[str, dict[str, Any]]) -> str:
     key, items = section["id"], section["items"]
     head = (f'<h2 id="{_css(key, tuple(_COLUMNS))}">{_e(section["title"])} '
             f'<span class="count">({len(items)})</span></h2>')
@@ -502,9 +598,74 @@ def _section_html(section: dict[str, Any], b: dict[str, Any]) -> str:
             empty += " No GenAI register was delivered: nothing is declared."
         return f'{head}<p class="empty">{_e(empty)}</p>'
     cols = _COLUMNS.get(key, (("file", lambda i: i.get("path")),))
-    heads = "".join(f"<th>{_e(name)}</th>" for name, _ in cols)
-    rows = "".join(_item_html(i, cols) for i in items)
-    return f"{head}<table><thead><tr>{heads}</tr></thead>{rows}</table>"
+    heads = f"<thead><tr>{''.join(f'<th>{_e(name)}</th>' for name, _ in cols)}</tr></thead>"
+    rows = "".join(_item_html(group[0], cols) if unit is None else
+                   _unit_item_html(unit, group, cols, heads)
+                   for unit, group in _grouped(items, found))
+    return f"{head}<table>{heads}{rows}</table>"
+
+
+def _grouped(items: list[dict[str, Any]], found: dict[str, dict[str, Any]]
+             ) -> list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+    """Items in order, those of one unit together at the place of its first: (unit, its
+    items), or (None, [item]) for a file of no unit."""
+    out: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]] = []
+    at: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        unit = found.get(item.get("unit") or "")
+        if unit is None:
+            out.append((None, [item]))
+        elif unit["path"] in at:
+            at[unit["path"]].append(item)
+        else:
+            at[unit["path"]] = [item]
+            out.append((unit, at[unit["path"]]))
+    return out
+
+
+def _unit_item_html(unit: dict[str, Any], items: list[dict[str, Any]],
+                    cols: tuple[_Column, ...], heads: str) -> str:
+    """A sequence or package as one row (its pattern or folder and what it is), then its
+    files of this section listed under it, collapsed, each with its own cells and command."""
+    member = "frame" if unit["unit"] == "sequence" else "file"
+    listed = "".join(_item_html(i, cols) for i in items)
+    return (f'<tbody class="item unit"><tr class="unit"><td class="path">{_e(unit["path"])}'
+            f'</td><td class="value" colspan="{len(cols) - 1}">{_unit_facts(unit)}</td></tr>'
+            f'<tr class="members"><td colspan="{len(cols)}"><details class="members">'
+            f"<summary>{len(items)} {member}{'s' if len(items) != 1 else ''} here: "
+            f"{_e(_which(unit, items))}</summary><table>{heads}{listed}</table></details>"
+            "</td></tr></tbody>")
+
+
+def _unit_facts(unit: dict[str, Any]) -> str:
+    """What a unit is, in labelled parts: its frames (or files), the held ones, its kind,
+    its action and its evidence as frame ranges."""
+    if unit["unit"] == "sequence":
+        fr = unit["frames"]
+        span = (f"frames {fr['first']}-{fr['last']} ({fr['count']} frames"
+                + (f"; {fr['missing']} missing: {fr['gaps']}" if fr["missing"] else "") + ")")
+        held = f"held frames: {unit['held_frames'] or 'none'}"
+    else:
+        span = f"package, {unit['files']} files"
+        held = f"held files: {', '.join(unit['held_files']) or 'none'}"
+    parts = [span, held, f"kind {unit['kind']}", f"action {unit['action']}",
+             *(f"problem: {p}" for p in unit["problems"])]
+    evidence = "".join(f"<li>{_e(line)}</li>" for line in unit["evidence"])
+    return ("; ".join(f'<span class="fact">{_e(p)}</span>' for p in parts)
+            + (f'<ul class="ranges">{evidence}</ul>' if evidence else ""))
+
+
+def _which(unit: dict[str, Any], items: list[dict[str, Any]]) -> str:
+    """The frames (as ranges) or file names of a unit's items."""
+    names = [os.path.basename(i["path"]) for i in items]
+    if unit["unit"] == "sequence":  # name.####.exr: the number sits where the #s are
+        pattern = unit["pattern"]
+        suffix = pattern[pattern.rfind("."):]
+        prefix = pattern[:len(pattern) - len(suffix)].rstrip("#")
+        digits = [n[len(prefix):len(n) - len(suffix)] for n in names]
+        if all(d.isascii() and d.isdigit() for d in digits):
+            return sequences.format_ranges(sequences.ranges(map(int, digits)), limit=10)
+    return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
 def _item_html(item: dict[str, Any], cols: tuple[_Column, ...]) -> str:
@@ -569,7 +730,9 @@ def _meta(meta: dict[str, Any]) -> str:
         rows.insert(0, ("Note", meta["note"]))
     body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     return (f'{body}<tr><th>Ledger chain</th><td class="chain-{state.lower()}" id="chain">'
-            f"{state}: {_e(chain['message'])}</td></tr>")
+            f"{state}: {_e(chain['message'])}</td></tr>"
+            f"<tr><th>Ledger head</th><td id=\"ledger-head\">"
+            f"{_head_text((meta.get('ledger_heads') or {}).get('decisions'))}</td></tr>")
 
 
 def _totals_html(totals: dict[str, Any]) -> str:
@@ -629,6 +792,37 @@ def _file_html(f: dict[str, Any], opened: bool = False) -> str:
             f"<p>{_e(f['reason'])}</p>{error}<p>C2PA: {_e(f['c2pa'])}; zone {_e(f['zone'])}; "
             f"{_e(f['fingerprint'])}; decision #{_e(f['id'])} at {_e(f['time'])}</p>"
             f"{evidence}</details>")
+
+
+def _evidence_html(files: list[dict[str, Any]], found: list[dict[str, Any]],
+                   opened: bool = False) -> str:
+    """Every file's evidence; a sequence or a package as one block at its first file's place
+    (what it is, its evidence as ranges), its files' evidence listed inside it, collapsed."""
+    by_path = {u["path"]: u for u in found}
+    members: dict[str, list[dict[str, Any]]] = {}
+    for f in files:
+        if f.get("unit") in by_path:
+            members.setdefault(f["unit"], []).append(f)
+    out = []
+    for f in files:
+        unit = by_path.get(f.get("unit") or "")
+        if unit is None:
+            out.append(_file_html(f, opened))
+        elif members[unit["path"]][0] is f:
+            out.append(_unit_html(unit, members[unit["path"]], opened))
+    return "\n".join(out)
+
+
+def _unit_html(unit: dict[str, Any], files: list[dict[str, Any]], opened: bool) -> str:
+    member = "frames" if unit["unit"] == "sequence" else "files"
+    return (f'<details class="file unit {_css(unit["action"], ACTIONS)}" '
+            f'data-unit="{_e(unit["path"])}"{" open" if opened else ""}>'
+            f'<summary><span class="action">{_e(unit["action"])}</span> '
+            f'<span class="kind {_css(unit["kind"], KINDS)}">{_e(unit["kind"])}</span> '
+            f'<span class="path">{_e(unit["path"])}</span></summary>'
+            f'<p>{_e(unit["reason"])}</p><p class="facts">{_unit_facts(unit)}</p>'
+            f'<details class="members"><summary>its {len(files)} {member}, one by one</summary>'
+            + "\n".join(_file_html(f) for f in files) + "</details></details>")
 
 
 def csv_fields(report: dict[str, Any]) -> tuple[str, ...]:

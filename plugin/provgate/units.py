@@ -267,7 +267,9 @@ class Folder:
         self.approvals = approvals or {}
         self.folder: str | None = None
         self.package = False
-        self.pending: list[tuple[Brief, dict[str, Any]]] = []
+        self.pending: list[Brief] = []
+        self.docs: dict[str, dict[str, Any]] = {}
+        self._alone: dict[tuple[str, str, str, int], str | None] = {}
 
     def add(self, brief: Brief, doc: dict[str, Any]) -> list[Shown]:
         """Take one record; what is ready to print comes back (frames of a finished folder,

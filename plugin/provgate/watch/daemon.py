@@ -1,5 +1,6 @@
 """The daemon loop: one instance per ledger (a lock), a session that lives as long as the run,
-and its duties in turn: departures, catch-up scans, settled files, the heartbeat.
+and its duties in turn: departures, catch-up scans, settled files, the roots' delivery
+records (when the policy asks for them), the heartbeat.
 
 SIGTERM/SIGINT finish the batch in hand; SIGHUP reloads the policy (an invalid one is refused
 and the old one kept); a status file and sd_notify are the heartbeat. A failing duty (a full
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from provgate import safefs
+from provgate import deliveries, safefs
 from provgate.assets import Asset, Filter, media_of, relative, sidecars_of, stat_asset
 from provgate.errors import ConfigError, ProvgateError
 from provgate.ledger import check_folder
@@ -97,6 +98,9 @@ class Watcher:
         self._reload = threading.Event()
         self._lockfile: Any = None
         self._filter = _filter(opts)
+        self._names = _delivery_names(opts.policy, self.roots)
+        self._changed: set[str] = set(self.roots)  # roots to record as deliveries again
+        self._recorded: dict[str, float] = {}  # root -> when its delivery was last recorded
 
     @property
     def ready(self) -> bool:
@@ -159,6 +163,8 @@ class Watcher:
     def run(self) -> None:
         """Run until stopped; the session (and its ExifTool processes) lives as long as the
         run."""
+        # the service's group and user first: the lock and status files are made with them
+        safefs.configure(**self.opts.policy.config.service)
         self._take_lock()
         session: Session | None = None
         try:
@@ -189,7 +195,8 @@ class Watcher:
             self._turned = time.monotonic()
             session = self._maybe_reload(session)
             self._check_roots()
-            for duty in (self._record_departures, self._rescan_requested, self._settled_batch):
+            for duty in (self._record_departures, self._rescan_requested, self._settled_batch,
+                         self._record_deliveries):
                 self._do(duty, session)
             if time.monotonic() >= next_retry:
                 self._do(self._retry_moves, session)
@@ -199,6 +206,10 @@ class Watcher:
                 self.queue.release_stuck()
                 next_status = time.monotonic() + self.status_interval
             self._stop.wait(0.1)
+        try:  # what the last batches decided, not left for the next start to record
+            self._record_deliveries(session, final=True)
+        except Exception as exc:  # noqa: BLE001 - stopping anyway; the next start records it
+            log.error("deliveries not recorded at stop: %s", exc)
         beat.join(timeout=self.status_interval + 5)
 
     def _heartbeat(self) -> None:
@@ -253,6 +264,7 @@ class Watcher:
         self._reload.clear()
         try:
             policy = Policy.load(self.policy_path)
+            names = _delivery_names(policy, self.roots)
             new = Session(replace(self.opts, policy=policy))
             if new.mode == "enforce":
                 new.check_quarantine(self.roots)
@@ -262,6 +274,8 @@ class Watcher:
         session.close()
         self.opts = new.opts
         self._filter = _filter(new.opts)
+        self._names = names
+        self._changed.update(names)
         log.info("policy reloaded: %s (digest %s)", policy.source, policy.digest[:16])
         return new
 
@@ -276,6 +290,7 @@ class Watcher:
     def _record_departures(self, session: Session) -> None:
         with self._lock:
             todo, self._departures = self._departures, []
+        self._changed.update(root for _src, _dest, root, _is_dir in todo)
         found = departures.from_events(session.ledger, todo, self.roots, self._inside)
         departures.record(session.ledger, found, session.user)
 
@@ -297,6 +312,7 @@ class Watcher:
             if os.path.isdir(root):  # an unmounted share is not a deletion
                 departures.record(session.ledger, departures.from_catch_up(
                     session.ledger, folder, seen, fresh), session.user)
+            self._changed.add(root)
         self._catching_up = False
 
     def _settled_batch(self, session: Session) -> None:
@@ -333,6 +349,25 @@ class Watcher:
             yield []
             self._stop.wait(0.05)
 
+    def _record_deliveries(self, session: Session, final: bool = False) -> None:
+        """Each watched root the policy names as a delivery, recorded once what it holds was
+        decided: at most once per settle window per root (``final``: at stop, whenever),
+        and only when a file of it was decided or left since (``deliveries.record_root``
+        then records only a change)."""
+        now = time.monotonic()
+        for root in sorted(self._changed & set(self._names)):
+            last = self._recorded.get(root)
+            if not final and last is not None and now - last < self.queue.settle:
+                continue  # recorded within this settle window: a later turn takes it
+            self._changed.discard(root)
+            done = deliveries.record_root(session.ledger, self._names[root], root,
+                                          session.policy, session.user)
+            if done is not None:
+                self._recorded[root] = now
+                ident, changed = done
+                log.info("delivery %r (%s) recorded as #%d%s", self._names[root], root, ident,
+                         f"; {changed.line()}" if changed else "")
+
     def _asset(self, path: str, root: str) -> Asset:
         why = self._filter.reason(relative(path, root))
         return Asset(path, root, skipped=why) if why else stat_asset(path, root)
@@ -340,6 +375,7 @@ class Watcher:
     def _count(self, rec: Record) -> None:
         if not rec.cached:
             self.stats.decided += 1
+        self._changed.add(rec.asset.root)
         if (rec.verdict.error or "").startswith("folder not scanned: permission denied"):
             self._denied[rec.asset.path] = rec.asset.root
 
@@ -388,6 +424,20 @@ def _filter(opts: Options) -> Filter:
     pol = opts.policy
     return Filter([*pol.include, *opts.include], [*pol.exclude, *opts.exclude],
                   pol.skip_hidden)
+
+
+def _delivery_names(policy: Policy, roots: list[str]) -> dict[str, str]:
+    """The delivery each watched root is recorded as (none unless the policy asks); two
+    roots under one name would each record over the other's view: refused."""
+    names = {r: n for r in roots if (n := policy.watched_delivery(r)) is not None}
+    seen: dict[str, str] = {}
+    for root, name in names.items():
+        if name in seen:
+            raise ConfigError(f"{policy.source}: watched roots {seen[name]} and {root} would "
+                              f"both be recorded as delivery {name!r}: name them apart in "
+                              "[delivery] names")
+        seen[name] = root
+    return names
 
 
 def status_path(opts: Options) -> Path:
