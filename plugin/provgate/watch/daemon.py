@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provgate import deliveries, safefs
 from provgate.assets import Asset, Filter, media_of, relative, sidecars_of, stat_asset
@@ -31,6 +31,9 @@ from provgate.watch import departures
 from provgate.watch.observers import Observers
 from provgate.watch.settle import SettleQueue, sidecar_name
 from provgate.watch.sidecars import stands_for
+
+if TYPE_CHECKING:
+    from provgate.register import Register as GenAIRegister
 
 log = logging.getLogger("provgate")
 MAX_FAILURES = 8  # the same loop duty failing this often in a row stops the daemon
@@ -168,6 +171,7 @@ class Watcher:
         self._take_lock()
         session: Session | None = None
         try:
+            self.opts = replace(self.opts, registers=_registers(self.roots))
             session = Session(self.opts)
             if session.mode == "enforce":
                 session.check_quarantine(self.roots)
@@ -265,7 +269,7 @@ class Watcher:
         try:
             policy = Policy.load(self.policy_path)
             names = _delivery_names(policy, self.roots)
-            new = Session(replace(self.opts, policy=policy))
+            new = Session(replace(self.opts, policy=policy, registers=_registers(self.roots)))
             if new.mode == "enforce":
                 new.check_quarantine(self.roots)
         except ProvgateError as exc:
@@ -330,6 +334,18 @@ class Watcher:
         self.stats.batches += 1
         self.stats.last_batch = time.time()
 
+    def _register_arrived(self, ready: list[tuple[str, str]]) -> bool:
+        """A GenAI register at a root that arrived or changed: the session is made again
+        with it (a policy reload) and the root's files are decided again under it, the
+        files ready now included (they are rescanned with the root)."""
+        roots = {root for path, root in ready if is_register(path, root)}
+        for root in roots:
+            log.info("GenAI register of %s changed: deciding its files again", root)
+            self.request_rescan(root, root)
+        if roots:
+            self._reload.set()
+        return bool(roots)
+
     def _settled_stream(self, session: Session | None = None) -> Iterator[list[Asset]]:
         """Batches of settled files; an empty batch while files are still settling (a tick
         that lets finished batches out of the pipeline)."""
@@ -337,6 +353,8 @@ class Watcher:
         ends = time.monotonic() + STREAM_SECONDS
         while not self._stop.is_set() and time.monotonic() < ends:
             ready = self.queue.take(size)
+            if self._register_arrived(ready):
+                return  # decided again under the new declaration: see _register_arrived
             if ready:
                 batch: dict[str, Asset] = {}
                 for path, root in ready:
@@ -438,6 +456,32 @@ def _delivery_names(policy: Policy, roots: list[str]) -> dict[str, str]:
                               "[delivery] names")
         seen[name] = root
     return names
+
+
+def _registers(roots: list[str]) -> dict[str, GenAIRegister]:
+    """Each root's GenAI register (``GENAI-DISCLOSURE.csv``/``.json`` at the root). One that
+    does not validate is left out with an error in the log: the root's files are then
+    decided on their own evidence, the register's findings missing until it is fixed."""
+    from provgate import register
+
+    out = {}
+    for root in roots:
+        try:
+            found = register.discover(root)
+        except ProvgateError as exc:
+            log.error("GenAI register of %s not used: %s", root, exc)
+            continue
+        if found is not None:
+            out[root] = found
+    return out
+
+
+def is_register(path: str, root: str) -> bool:
+    """Whether ``path`` is a GenAI register at the top of ``root``."""
+    from provgate.register import FILE_NAMES
+
+    return os.path.dirname(path) == root.rstrip(os.sep) and \
+        os.path.basename(path).casefold() in {n.casefold() for n in FILE_NAMES}
 
 
 def status_path(opts: Options) -> Path:
