@@ -148,3 +148,14 @@ def test_a_lone_numbered_file_keeps_its_own_record(final: Path) -> None:
     lone = records["plate_exr/sh099_ref.0007.exr"]
     assert "unit" not in lone and lone["c2pa"] and lone["fingerprint"].startswith("sha256:")
     assert records["plate_exr/sh010_plate.####.exr"]["frames"]["count"] == 2
+
+
+def test_a_package_held_as_a_whole_is_in_its_delivery_report(final: Path) -> None:
+    """No file's own decision says a package fails its PKL: the delivery record keeps the
+    held unit, and the delivery's report lists it under integrity problems."""
+    assert run("check", str(final / "imf"), "--delivery", "EP102").exit_code == 1
+    report = json.loads(run("report", "--delivery", "EP102", "--json").stdout)
+    integrity = next(s for s in report["sections"] if s["id"] == "integrity")["items"]
+    tampered = [i for i in integrity if i["path"].endswith("SHOW_EP102_IMF_TAMPERED")]
+    assert tampered and "packing list" in tampered[0]["problem"]
+    data.validate(report, "report", "report")

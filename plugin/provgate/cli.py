@@ -283,7 +283,9 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
         code = EXIT_GATE_FAILED
     verdict = "FAILED" if code else "passed"
     if given and delivery_name:
-        _record_delivery(opts, delivery_name, given, records, verdict, ledger)
+        files = {r.path for r in records}
+        _record_delivery(opts, delivery_name, given, records, verdict, ledger,
+                         [b for b in gated.shown if b.path not in files])
     click.echo(f"{summary_line(records, gated.units)}; gate {verdict}; "
                f"{_head_line(opts.policy, ledger)}", err=True)
     sys.exit(code)
@@ -303,7 +305,7 @@ def _head_line(policy: Policy, ledger: str | None) -> str:
 
 
 def _record_delivery(opts: Options, name: str, given: list[str], records: list[Brief],
-                     verdict: str, ledger: str | None) -> None:
+                     verdict: str, ledger: str | None, units: list[Brief]) -> None:
     """The delivery as a chained record; says what changed since its last check."""
     with ledger_for(opts.policy, ledger) as led:
         ident, changed = deliveries.record(
@@ -311,7 +313,7 @@ def _record_delivery(opts: Options, name: str, given: list[str], records: list[B
             verdict,
             opts.policy.digest, opts.register.digest if opts.register else None, "hook",
             actions.current_user(), show=opts.policy.scope.show,
-            episode=opts.policy.scope.episode, register=opts.register)
+            episode=opts.policy.scope.episode, register=opts.register, units=units)
     click.echo(f"provgate: delivery {name!r} recorded as #{ident}"
                + (f"; {changed.line()}" if changed else ""), err=True)
 

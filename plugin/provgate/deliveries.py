@@ -56,10 +56,15 @@ def name_of(given: Iterable[str]) -> str:
 def record(ledger: Ledger, name: str, roots: list[str], briefs: list[Brief], verdict: str,
            policy_digest: str, register_digest: str | None, actor: str, user: str, *,
            show: str | None = None, episode: str | None = None,
-           register: Register | None = None) -> tuple[int, Changes | None]:
+           register: Register | None = None,
+           units: Iterable[Brief] = ()) -> tuple[int, Changes | None]:
     """Chain the delivery's record; returns its id and what changed since the last record of
     the same name (None for the first). ``register``: the GenAI register the check read, kept
-    by path and root so that an approval can later be made from one of its entries."""
+    by path and root so that an approval can later be made from one of its entries.
+    ``units``: the sequences and packages the check held as a whole (a package that fails its
+    PKL, a sequence whose approval is void) with why: no file's own decision says it."""
+    held_units = [{"path": u.path, "kind": u.kind, "action": u.action,
+                   "problem": u.error or u.reason} for u in units if u.held]
     files = _files(briefs)
     previous = ledger.deliveries(name)
     head = ledger.heads().get("decisions", {}).get("head")
@@ -71,7 +76,8 @@ def record(ledger: Ledger, name: str, roots: list[str], briefs: list[Brief], ver
         "decisions_head": head, "actor": actor, "user": user, "show": show,
         "episode": episode,
         "register": os.path.abspath(register.source) if register else None,
-        "register_root": register.root if register else None})
+        "register_root": register.root if register else None,
+        "units": json.dumps(held_units, ensure_ascii=False) if held_units else None})
     return ident, (changes(previous[-1], files) if previous else None)
 
 

@@ -94,12 +94,11 @@ UPDATE_CHAINED = ("id", "time", "tbl", "row_id", "fields", "user", "prev_hash")
 # a delivery as checked: every file's decision, the verdict, and the decisions chain's head
 DELIVERY_CHAINED = ("id", "time", "name", "roots", "verdict", "files", "held", "decisions",
                     "policy_digest", "register_digest", "decisions_head", "actor", "user",
-                    "show", "episode", "register", "register_root", "prev_hash")
+                    "show", "episode", "register", "register_root", "units", "prev_hash")
 # fields added to a chain after rows were written: hashed only when set, so a row written
 # before them keeps its hash (an older ledger still verifies), and one set later shows
 LATE_FIELDS = frozenset({"category", "show", "episode", "delivery", "entry", "sequence",
-                         "register",
-                         "register_root", *MOVE_OWNER})
+                         "register", "register_root", "units", *MOVE_OWNER})
 # a decision about a file with no content to cache (unreadable) says nothing new when these
 # are the same as the last one's
 SAME_DECISION = ("fingerprint", "kind", "error", "zone", "rule", "action", "mode",

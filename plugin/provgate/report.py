@@ -160,6 +160,9 @@ def _delivery_rows(ledger: Ledger, delivery: dict[str, Any], zone: str | None
                                "action": f.get("action"), "zone": None})
         elif not zone or row["zone"] == zone:
             rows.append(row)
+    for u in json.loads(delivery.get("units") or "[]"):  # held as a whole, by the check
+        unrecorded.append({"id": None, "path": u["path"], "kind": u["kind"],
+                           "action": u["action"], "zone": None, "problem": u["problem"]})
     return rows, unrecorded
 
 
@@ -297,7 +300,7 @@ def sections(files: list[dict[str, Any]], unrecorded: list[dict[str, Any]],
         for key, item in _placements(f, approvals, now, scope, approve):
             found[key].append(item)
     for u in unrecorded:
-        found["integrity"].append({**u, "problem": (
+        found["integrity"].append({**u, "problem": u.get("problem") or (
             f"decision #{u['id']} of this delivery is missing from the ledger" if u["id"]
             else "no decision was recorded for it: it was not judged")})
     return [{"id": key, "title": title, "items": found[key]} for key, title in SECTIONS]
