@@ -155,3 +155,18 @@ def test_the_gate_and_the_report_carry_the_chain_head_of_their_moment(
     banner = page.read_text(encoding="utf-8").split('id="heads"')[1].split("</p>")[0]
     assert f"decisions #{now['count']} <code>{now['head']}</code>" in banner
     assert f"<code>{recorded}</code>" in banner
+
+
+def test_a_held_sequence_row_gives_the_command_that_approves_it_whole(final: Path) -> None:
+    page = run("report", "--delivery", "final").stdout
+    pattern = str(final / "plate_exr" / "sh010_plate.####.exr")
+    commands = [c.replace("&#x27;", "'").replace("&quot;", '"').replace("&amp;", "&")
+                for c in re.findall(r"To approve the whole sequence[^<]*<code class="
+                                    r"\"command\">([^<]*)</code>", page)]
+    (command,) = [c for c in commands if c.startswith(
+        f"provgate approve '{pattern}' --ref STUDIO-REF --by NAME")]
+    import shlex
+
+    args = shlex.split(command)[2:]
+    assert run("approve", *args).exit_code == 0
+    assert run("check", final / "plate_exr").exit_code == 0  # the approved shot now passes

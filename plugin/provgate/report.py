@@ -632,12 +632,28 @@ def _unit_item_html(unit: dict[str, Any], items: list[dict[str, Any]],
     files of this section listed under it, collapsed, each with its own cells and command."""
     member = "frame" if unit["unit"] == "sequence" else "file"
     listed = "".join(_item_html(i, cols) for i in items)
+    whole = _sequence_command(unit, items)
+    whole_row = (f'<tr class="command"><td colspan="{len(cols)}">To approve the whole '
+                 f'sequence (bound to its frames as they are), run: <code class="command">'
+                 f'{_e(whole)}</code></td></tr>' if whole else "")
     return (f'<tbody class="item unit"><tr class="unit"><td class="path">{_e(unit["path"])}'
             f'</td><td class="value" colspan="{len(cols) - 1}">{_unit_facts(unit)}</td></tr>'
+            f'{whole_row}'
             f'<tr class="members"><td colspan="{len(cols)}"><details class="members">'
             f"<summary>{len(items)} {member}{'s' if len(items) != 1 else ''} here: "
             f"{_e(_which(unit, items))}</summary><table>{heads}{listed}</table></details>"
             "</td></tr></tbody>")
+
+
+def _sequence_command(unit: dict[str, Any], items: list[dict[str, Any]]) -> str | None:
+    """``provgate approve 'dir/name.####.exr' ...`` for a held sequence whose frames need
+    approval, with the options its frames' commands carry (policy, ledger)."""
+    commands = [i.get("command") for i in items if i.get("command")]
+    if unit["unit"] != "sequence" or not commands or "--entry" in commands[0]:
+        return None
+    tail = commands[0].partition(" --by NAME")[2]
+    return (f"provgate approve {shlex.quote(unit['path'])} --ref STUDIO-REF --by NAME"
+            f"{tail}")
 
 
 def _unit_facts(unit: dict[str, Any]) -> str:
