@@ -157,3 +157,24 @@ def test_the_lock_and_status_are_made_with_the_service_group(
             assert w.watcher.ready
     finally:
         safefs.configure()  # the group is this process's setting: not for the next tests
+
+
+def test_an_approval_scoped_to_a_delivery_clears_its_file_in_the_daemon_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon decides a watched root's files as that delivery's check would: an approval
+    given for delivery EP101 clears the file there, and not in another delivery."""
+    _policy(tmp_path, monkeypatch)
+    ep101, ep102 = tmp_path / "incoming" / "EP101", tmp_path / "incoming" / "EP102"
+    for root in (ep101, ep102):
+        (root / "final").mkdir(parents=True)
+    staged = tmp_path / "staged.jpg"
+    shutil.copy2(AI, staged)
+    given = run("approve", str(staged), "--ref", "NFX-9", "--by", "P", "--delivery", "EP101")
+    assert given.exit_code == 0, given.output
+    with Running([ep101, ep102], mode="warn") as w:
+        shutil.copy2(AI, ep101 / "final" / "key.jpg")
+        shutil.copy2(AI, ep102 / "final" / "key.jpg")
+        wait_for(lambda: len(w.decisions()) >= 2)
+        by_root = {Path(d["path"]).parent.parent.name: d for d in w.decisions()}
+    assert by_root["EP101"]["action"] == "allow" and by_root["EP101"]["approval_ref"] == "NFX-9"
+    assert by_root["EP102"]["action"] == "block"

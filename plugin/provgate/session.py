@@ -61,6 +61,9 @@ class Options:
     register_root: str | None = None
     # the daemon's: each watched root's register (the root is the delivery root it speaks of)
     registers: dict[str, GenAIRegister] = field(default_factory=dict)
+    # the daemon's: the delivery each watched root is ([delivery] watch), so that approvals
+    # scoped to a delivery clear its files there as in that delivery's check
+    deliveries: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode and self.mode not in MODES:
@@ -79,6 +82,10 @@ class Session:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
         self.policy = opts.policy
+        # scoped copies made once (a Policy compiles its globs), longest root first
+        self._scoped = sorted(((root.rstrip(os.sep) + os.sep, self.policy.scoped(name))
+                               for root, name in opts.deliveries.items()),
+                              key=lambda rs: -len(rs[0]))
         self.mode = opts.mode or self.policy.mode
         self.catalogue = Catalogue.load(opts.catalogue)
         self.exiftool = find_exiftool(opts.exiftool)
@@ -162,6 +169,14 @@ class Session:
         it held would stay in the delivery. (A quarantine another user could reach into is
         refused move by move: the decisions are still recorded, the files left in place.)"""
         safefs.quarantine_outside(self.quarantine_dir, [*self.policy.config.roots, *gated])
+
+    def policy_for(self, path: str) -> Policy:
+        """The policy that decides the file at ``path``: the run's, scoped to the delivery of
+        the watched root that holds it when the daemon knows one."""
+        for root, scoped in self._scoped:
+            if path.startswith(root):
+                return scoped
+        return self.policy
 
     def register_for(self, path: str) -> tuple[GenAIRegister, str | None] | None:
         """The GenAI register that speaks of the file at ``path``, and its delivery root: the

@@ -276,7 +276,8 @@ def decide(s: Session, judged: Judged, approvals: list[Approval]) -> Record:
             approvals={a.ref for a in approvals})
         verdict = replace(verdict, kind=declared.kind,
                           evidence=verdict.evidence + declared.signals())
-    decision = s.policy.decide(judged.asset, verdict, approvals, s.opts.zone, declared=declared)
+    decision = s.policy_for(judged.asset.path).decide(judged.asset, verdict, approvals,
+                                                      s.opts.zone, declared=declared)
     return Record(judged.asset, verdict, decision, s.run_info, now_iso(), s.tools(),
                   cached=judged.cached, own=judged.verdict if declared else None,
                   register=None if declared is None else {

@@ -171,7 +171,8 @@ class Watcher:
         self._take_lock()
         session: Session | None = None
         try:
-            self.opts = replace(self.opts, registers=_registers(self.roots))
+            self.opts = replace(self.opts, registers=_registers(self.roots),
+                                deliveries=self._names)
             session = Session(self.opts)
             if session.mode == "enforce":
                 session.check_quarantine(self.roots)
@@ -269,7 +270,8 @@ class Watcher:
         try:
             policy = Policy.load(self.policy_path)
             names = _delivery_names(policy, self.roots)
-            new = Session(replace(self.opts, policy=policy, registers=_registers(self.roots)))
+            new = Session(replace(self.opts, policy=policy, registers=_registers(self.roots),
+                                  deliveries=names))
             if new.mode == "enforce":
                 new.check_quarantine(self.roots)
         except ProvgateError as exc:
