@@ -85,6 +85,15 @@ def run_json(*args: str) -> list[dict]:
     return records
 
 
+def report_json(*args: object) -> dict:
+    """``provgate report --json ARGS``, valid against schemas/report.schema.json."""
+    result = run("report", "--json", *args)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    data.validate(doc, "report", "report")
+    return doc
+
+
 def by_name(records: list[dict]) -> dict[str, dict]:
     return {Path(r["path"]).name: r for r in records}
 

@@ -14,16 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, need_tool, run
-from provgate import data
+from conftest import SAMPLES, need_tool, report_json, run
 
 
-def _report_json(*args: object) -> dict:
-    result = run("report", "--json", *args)
-    assert result.exit_code == 0, result.stderr
-    doc = json.loads(result.stdout)
-    data.validate(doc, "report", "report")
-    return doc
+_report_json = report_json
 
 
 @pytest.fixture

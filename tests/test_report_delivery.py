@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, need_tool, run
+from conftest import SAMPLES, need_tool, report_json, run
 from provgate import data, register
 from provgate.assets import matches
 from provgate.report import SECTIONS
@@ -44,12 +44,7 @@ FILES = (("ai_iptc_generated.jpg", "sh010_key.jpg"),      # declared, detected, 
 TITLES = [title for _, title in SECTIONS]
 
 
-def _report(*args: object) -> dict:
-    result = run("report", "--json", *args)
-    assert result.exit_code == 0, result.stderr
-    doc = json.loads(result.stdout)
-    data.validate(doc, "report", "report")
-    return doc
+_report = report_json
 
 
 def _section(doc: dict, key: str) -> dict[str, dict]:

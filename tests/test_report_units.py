@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, need_tool, run
-from provgate import data
+from conftest import SAMPLES, need_tool, report_json, run
 
 FILM = SAMPLES / "film"
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -37,11 +36,7 @@ def final(tmp_path: Path) -> Path:
 
 
 def _report(*args: object) -> dict:
-    result = run("report", "--delivery", "final", "--json", *args)
-    assert result.exit_code == 0, result.stderr
-    doc = json.loads(result.stdout)
-    data.validate(doc, "report", "report")
-    return doc
+    return report_json("--delivery", "final", *args)
 
 
 def _checkpoint_head() -> dict:
