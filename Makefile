@@ -56,6 +56,8 @@ bench: setup
 	$(BIN)/python bench/bench_c2pa.py
 	$(BIN)/python bench/bench_watch.py
 	$(BIN)/python bench/bench_pixels.py
+	$(BIN)/pip install -q -e '.[samples]'  # OpenEXR: bench_sequences.py writes its frames
+	$(BIN)/python bench/bench_sequences.py  # --big: 200 2K frames (2.5 GB); --huge 100000: memory
 	-$(BIN)/python bench/bench_truth.py  # needs ../shared/realworld
 
 # needs ffmpeg too (apt-get install ffmpeg)

@@ -159,7 +159,7 @@ def test_a_held_sequence_row_gives_the_command_that_approves_it_whole(final: Pat
                 for c in re.findall(r"To approve the whole sequence[^<]*<code class="
                                     r"\"command\">([^<]*)</code>", page)]
     (command,) = [c for c in commands if c.startswith(
-        f"provgate approve '{pattern}' --ref STUDIO-REF --by NAME")]
+        f"provgate approve '{pattern}' --fingerprint sha256:")]
     import shlex
 
     args = shlex.split(command)[2:]

@@ -29,7 +29,7 @@ from provgate.notify import setup_logging
 from provgate.output import (Printer, csv_writer, display_path, print_records, progress,
                              summary_line)
 from provgate.record import Brief, Record, text_path
-from provgate.session import Options, Session, gate_exit_code
+from provgate.session import Options, Session
 from provgate.policy import DEFAULT_POLICY, Policy, check_approval_glob
 from provgate.probe import ExifToolPool
 from provgate.signals import Catalogue
@@ -111,6 +111,17 @@ class Gated:
     units: int = 0
     # a package's held files, by the package's path: what a producer approves or replaces
     inside: dict[str, list[Brief]] = field(default_factory=dict)
+    # the unit each folded file belongs to
+    unit_of: dict[str, str] = field(default_factory=dict)
+
+    def held(self) -> list[Brief]:
+        """What holds the delivery: every held unit or file shown, and every held file
+        whose unit was not held (a unit's verdict never lets one of its files pass)."""
+        shown = {b.path for b in self.shown}
+        held_units = {b.path for b in self.shown if b.held}
+        return [b for b in self.shown if b.held] + [
+            f for f in self.files if f.held and f.path not in shown
+            and self.unit_of.get(f.path) not in held_units]
 
 
 def _run(paths: Iterable[str], opts: Options, fmt: str | None,
@@ -126,21 +137,26 @@ def _run(paths: Iterable[str], opts: Options, fmt: str | None,
     printer = Printer(fmt)
 
     def show(items: Iterable[units.Shown]) -> None:
+        """Print what folded (with ``frames``, every file was printed as it came: the units
+        still count, for the verdict, and are not printed)."""
         for item in items:
             if isinstance(item, (units.Unit, units.PackageUnit)):
-                printer.emit(item.to_json())
+                if not frames:
+                    printer.emit(item.to_json())
                 gated.shown.append(item.brief())
                 gated.units += 1
+                for b in item.frames:
+                    gated.unit_of[b.path] = item.path
                 if isinstance(item, units.PackageUnit):
                     gated.inside[item.path] = [b for b in item.files if b.held]
-            else:
+            elif not frames:
                 printer.emit(item[1])
                 gated.shown.append(item[0])
 
     with Session(opts) as session:
         if opts.record:  # a dry run moves nothing, not even a move a crash left pending
             session.recover()
-        folder = units.Folder(opts.policy, {
+        gather = units.Gather(opts.policy, {
             a.id: {"ref": a.ref, "sequence": a.sequence}
             for a in session.ledger.approvals(include_inactive=False) if a.sequence})
         records = (session.run(paths, progress=progress(show_progress, paths), seen=walked)
@@ -148,11 +164,13 @@ def _run(paths: Iterable[str], opts: Options, fmt: str | None,
         for rec in itertools.chain(enrich(records), extra(session)):
             brief = rec.brief()
             gated.files.append(brief)
+            doc = rec.to_json()
             if frames:
-                show([(brief, rec.to_json())])
-            else:
-                show(folder.add(brief, rec.to_json()))
-        show(folder.flush())
+                printer.emit(doc)
+                gated.shown.append(brief)
+            show(gather.add(brief, None if frames else doc))
+        show(units.mhl_check(paths, gated.files, opts.policy))  # ASC MHL histories
+        show(gather.finish())
     if show_progress:
         click.echo("\r\033[K", nl=False, err=True)
     printer.finish()
@@ -255,7 +273,8 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
     else:
         gated = _run(inputs, opts, fmt, walked=walked, frames=frames)
     records = gated.files
-    code = gate_exit_code(gated.shown)
+    held = gated.held()
+    code = 1 if held else 0
     appeared = sorted(listed_files(given) - walked)
     if appeared:  # a transfer still running, or a file slipped in behind the walk
         click.echo(f"provgate: the delivery changed during the check: {len(appeared)} file(s) "
@@ -263,7 +282,6 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
                    f"{', ...' if len(appeared) > 3 else ''}); check again once it is complete",
                    err=True)
         code = EXIT_GATE_FAILED
-    held = [r for r in gated.shown if r.held]
     for r in held:
         click.echo(f"HELD {r.action}: {display_path(r.path)}: {r.reason}", err=True)
         for b in gated.inside.get(r.path) or [r]:
@@ -391,8 +409,8 @@ def clear_command(rec: Brief, policy_path: str | None, ledger: str | None) -> st
                 f"({rec.error or 'no content'}), so no approval can bind to it")
     extra = "".join(f" --{name} {shlex.quote(value)}" for name, value in
                     (("policy", policy_path), ("ledger", ledger)) if value)
-    return (f"provgate approve {shlex.quote(rec.path)} --ref STUDIO-REF --by NAME{extra}"
-            " (written approval from the studio)")
+    return (f"provgate approve {shlex.quote(rec.path)} --fingerprint {rec.fingerprint} "
+            f"--ref STUDIO-REF --by NAME{extra} (written approval from the studio)")
 
 
 @main.command()
@@ -644,22 +662,28 @@ def approve(target: str | None, entry_id: str | None, register_file: str | None,
                f"matches {many} now" + (f"; only in checks of {scope}" if scope else ""))
 
 
-def _sequence_fields(pattern: str) -> dict[str, Any]:
-    """An image sequence (``folder/name.####.exr`` or ``name.%04d.exr``), bound to the digest
-    of its frames as they are now: its frames' glob clears them one by one, the digest makes
-    the approval void once one frame changes, is added or removed (``units.py``)."""
+def _sequence_fields(pattern: str, expected: str | None) -> dict[str, Any]:
+    """An image sequence (``folder/name.####.exr`` or ``name.%04d.exr``), bound to its frames
+    as they are now (``expected``: the digest the producer reviewed, refused if the frames
+    are no longer those): each frame is cleared only with its approved content, and the
+    sequence only while its digest is this one (``units.py``)."""
     from wcmatch.glob import escape
 
     seq = units.sequence_at(pattern)
     if seq is None:
         raise click.UsageError(f"{pattern} names no image sequence: no frames are there")
     try:
-        digest = sequences.digest((n, fingerprint(seq.path(n))) for n in seq.frames)
+        frames = [(n, fingerprint(seq.path(n))) for n in seq.frames]
     except OSError as exc:
         raise Failure(ProvgateError(f"cannot read a frame of {pattern}: "
                                     f"{exc.strerror or exc}")) from exc
+    digest = sequences.digest(frames)
+    if expected and expected != digest:
+        raise _usage_error(f"{pattern} is not the sequence that was decided ({expected}); its "
+                           f"frames are {digest} now: check it again before approving it")
     glob = escape(seq.directory + seq.prefix) + "[0-9]" * seq.padding + escape(seq.suffix)
-    return {"glob": glob, "sequence": digest, "path": None}
+    return {"glob": glob, "sequence": digest, "path": None,
+            "frames": "".join(f"{n} {fp}\n" for n, fp in frames)}
 
 
 def _category(category: str | None) -> str | None:
@@ -684,10 +708,11 @@ def _target_fields(pol: Policy, target: str, expected: str | None) -> dict[str, 
             raise _usage_error(f"{resolved} is not the content that was decided ({expected}); "
                                f"it is {found} now: check it again before approving it")
         return {"fingerprint": found, "path": resolved}
-    if expected:
-        raise click.UsageError(f"--fingerprint binds a file: {target} is not one")
     if "#" in os.path.basename(target) or "%0" in os.path.basename(target):
-        return _sequence_fields(resolved)
+        return _sequence_fields(resolved, expected)
+    if expected:
+        raise click.UsageError(f"--fingerprint binds a file or a sequence: {target} is "
+                               "neither")
     if any(c in target for c in "*?[{"):
         return {"glob": check_approval_glob(target, pol.config.roots)}
     if os.path.isdir(resolved):

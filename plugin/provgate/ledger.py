@@ -83,7 +83,7 @@ EVENT_CHAINED = ("id", "time", "event", "path", "dest", "fingerprint", "decision
 # and its scope (a show, an episode, a delivery); its revocation is an ``updates`` row
 APPROVAL_CHAINED = ("id", "ref", "approver", "fingerprint", "glob", "path", "expires", "note",
                     "created", "category", "show", "episode", "delivery", "entry", "sequence",
-                    "prev_hash")
+                    "frames", "prev_hash")
 # a quarantine move as planned, with its owner (the process that planned it: pid, start time,
 # host); its state, errors, late sidecars and a take-over (``taken_by``) are ``updates`` rows
 MOVE_OWNER = ("owner_pid", "owner_start", "owner_host")
@@ -98,7 +98,7 @@ DELIVERY_CHAINED = ("id", "time", "name", "roots", "verdict", "files", "held", "
 # fields added to a chain after rows were written: hashed only when set, so a row written
 # before them keeps its hash (an older ledger still verifies), and one set later shows
 LATE_FIELDS = frozenset({"category", "show", "episode", "delivery", "entry", "sequence",
-                         "register", "register_root", "units", *MOVE_OWNER})
+                         "frames", "register", "register_root", "units", *MOVE_OWNER})
 # a decision about a file with no content to cache (unreadable) says nothing new when these
 # are the same as the last one's
 SAME_DECISION = ("fingerprint", "kind", "error", "zone", "rule", "action", "mode",
@@ -1311,7 +1311,8 @@ class Ledger:
                         expires=r["expires"], note=r["note"], revoked=r["revoked"],
                         category=r.get("category"), show=r.get("show"),
                         episode=r.get("episode"), delivery=r.get("delivery"),
-                        entry=r.get("entry"), sequence=r.get("sequence"))
+                        entry=r.get("entry"), sequence=r.get("sequence"),
+                        frames=r.get("frames"))
                for r in self._verified("approvals")]
         if include_inactive:
             return out

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from provgate import data
 from provgate.assets import Asset, GlobSet, matches
+from provgate.sequences import frame_number
 from provgate.config import Config
 from provgate.errors import ConfigError
 from provgate.record import Decision, Verdict
@@ -69,10 +70,12 @@ class Approval:
     episode: str | None = None
     delivery: str | None = None
     entry: str | None = None
-    # an approval of an image sequence: the digest of its frames when it was given. ``glob``
-    # names the frames; a frame is cleared by the glob, and the sequence only while its
-    # digest is this one (units.py), so changing one frame voids the approval of the whole
+    # an approval of an image sequence: the digest of its frames when it was given, and the
+    # frames themselves ("1001 sha256:..." a line, sealed with the row). A file is cleared
+    # only when it is one of those frames with that content; the sequence only while its
+    # digest is this one (units.py): a frame changed, added or removed voids it
     sequence: str | None = None
+    frames: str | None = None
 
     def active(self, now: datetime) -> bool:
         if self.revoked:
@@ -80,9 +83,19 @@ class Approval:
         return not self.expires or datetime.fromisoformat(self.expires) > now
 
     def covers(self, asset: Asset) -> bool:
-        if self.fingerprint and not self.sequence:
+        if self.sequence:
+            number = frame_number(asset.path)
+            return number is not None and asset.fingerprint is not None and \
+                (number, asset.fingerprint) in self._frames and \
+                bool(self.glob) and matches(asset.path, [self.glob], case_sensitive=True)
+        if self.fingerprint:
             return asset.fingerprint == self.fingerprint
         return bool(self.glob) and matches(asset.path, [self.glob], case_sensitive=True)
+
+    @functools.cached_property
+    def _frames(self) -> frozenset[tuple[int, str]]:
+        pairs = (line.split(" ", 1) for line in (self.frames or "").splitlines() if line)
+        return frozenset((int(n), fp) for n, fp in pairs)
 
     def within(self, scope: Scope) -> bool:
         """Whether the run's scope is inside this approval's: each scope field the approval

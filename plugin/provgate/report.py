@@ -652,7 +652,8 @@ def _sequence_command(unit: dict[str, Any], items: list[dict[str, Any]]) -> str 
     if unit["unit"] != "sequence" or not commands or "--entry" in commands[0]:
         return None
     tail = commands[0].partition(" --by NAME")[2]
-    return (f"provgate approve {shlex.quote(unit['path'])} --ref STUDIO-REF --by NAME"
+    pin = f" --fingerprint {unit['digest']}" if unit.get("digest") else ""
+    return (f"provgate approve {shlex.quote(unit['path'])}{pin} --ref STUDIO-REF --by NAME"
             f"{tail}")
 
 

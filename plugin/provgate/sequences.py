@@ -181,6 +181,16 @@ def sequence_key(path: str, extensions: frozenset[str] = FRAME_EXTENSIONS
     return None if m is None else (path[:cut], m[1], m[3], len(m[2]))
 
 
+def frame_number(path: str, extensions: frozenset[str] = FRAME_EXTENSIONS) -> int | None:
+    """The frame number of a path named like a frame (``plate.1001.exr``: 1001), else None."""
+    name = path[path.rfind("/") + 1:]
+    dot = name.rfind(".")
+    if dot <= 0 or name[dot + 1:].lower() not in extensions:
+        return None
+    m = _FRAME.fullmatch(name)
+    return None if m is None else int(m[2])
+
+
 def group(paths: Iterable[str], *, extensions: Iterable[str] = FRAME_EXTENSIONS,
           min_frames: int = 2) -> list[Sequence | str]:
     """Sequences and single files, in the order their first path came in.

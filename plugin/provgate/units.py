@@ -239,10 +239,10 @@ def package_unit(folder: str, files: list[Brief], policy: Policy) -> PackageUnit
         pkg = imf.read(folder)
     except imf.PackageError:
         return None
-    media = set(pkg.media())
-    judged = [b for b in files if b.path in media] or files
-    kind = max((b.kind for b in judged), key=sequences.SEQUENCE_RANK.__getitem__)
-    strongest = max(judged, key=lambda b: ACTION_STRENGTH[b.action])
+    # over every file of the folder, paperwork included: a name is not proof of what a file
+    # is (an image named checksum.md5 is judged, and held, as what it is)
+    kind = max((b.kind for b in files), key=sequences.SEQUENCE_RANK.__getitem__)
+    strongest = max(files, key=lambda b: ACTION_STRENGTH[b.action])
     u = PackageUnit(pkg, files, kind, strongest.action, strongest.zone,
                     f"{len(files)} files, {len(pkg.compositions)} composition(s); "
                     f"{strongest.action}: {os.path.basename(strongest.path)}: "
@@ -252,10 +252,11 @@ def package_unit(folder: str, files: list[Brief], policy: Policy) -> PackageUnit
     return u
 
 
-class Folder:
-    """Records held back while the walk is in one folder, folded when it moves on: records
-    arrive folder by folder, so a sequence is complete when its folder is. In a package
-    folder every record waits (the package is one unit); elsewhere only frames do.
+class Gather:
+    """What the run's records fold into, held back until the run ends: frames grouped by
+    folder over the whole run (a ``--from`` list in any order, a walk that comes back to a
+    folder), every file of a package folder (the package is one unit). Any other record
+    passes through at once. A path given twice is taken once.
 
     Memory: a brief per frame; a frame's printable record is kept only while it is the only
     frame of its sequence so far (frames with the same folder, name, extension and padding
@@ -265,32 +266,31 @@ class Folder:
                  ) -> None:
         self.policy = policy
         self.approvals = approvals or {}
-        self.folder: str | None = None
-        self.package = False
-        self.pending: list[Brief] = []
-        self.docs: dict[str, dict[str, Any]] = {}
+        self.folders: dict[str, list[Brief]] = {}
+        self.docs: dict[str, dict[str, Any] | None] = {}
         self._alone: dict[tuple[str, str, str, int], str | None] = {}
+        self._seen: set[str] = set()
 
-    def add(self, brief: Brief, doc: dict[str, Any]) -> list[Shown]:
-        """Take one record; what is ready to print comes back (frames of a finished folder,
-        folded; any record that is not a frame at once)."""
+    def add(self, brief: Brief, doc: dict[str, Any] | None) -> list[Shown]:
+        """Take one record; what is ready to print comes back (a record that is neither a
+        frame nor in a package, at once; the rest at ``finish``)."""
+        if brief.path in self._seen:
+            return []
+        self._seen.add(brief.path)
         folder = os.path.dirname(brief.path)
-        out: list[Shown] = []
-        if folder != self.folder:
-            out += self.flush()
-            self.folder, self.package = folder, in_package(folder)
         key = sequences.sequence_key(brief.path)
-        if self.package:
-            self.pending.append(brief)
+        if in_package(folder):
+            self.folders.setdefault(folder, []).append(brief)
             self.docs[brief.path] = doc
         elif key is not None:
-            self.pending.append(brief)
+            self.folders.setdefault(folder, []).append(brief)
             self._keep(key, brief.path, doc)
         else:
-            out.append((brief, doc))
-        return out
+            return [(brief, doc)]
+        return []
 
-    def _keep(self, key: tuple[str, str, str, int], path: str, doc: dict[str, Any]) -> None:
+    def _keep(self, key: tuple[str, str, str, int], path: str,
+              doc: dict[str, Any] | None) -> None:
         if key not in self._alone:
             self._alone[key] = path
             self.docs[path] = doc
@@ -298,18 +298,21 @@ class Folder:
             self.docs.pop(self._alone[key] or "", None)
             self._alone[key] = None
 
-    def flush(self) -> list[Shown]:
-        pending, docs = self.pending, self.docs
-        self.pending, self.docs, self._alone = [], {}, {}
-        if self.package and pending and self.folder is not None:
-            found = package_unit(self.folder, pending, self.policy)
+    def finish(self) -> list[Shown]:
+        """Every folder held back, folded: its package, or its sequences and lone files."""
+        out: list[Shown] = []
+        for folder, briefs in self.folders.items():
+            found = package_unit(folder, briefs, self.policy) if in_package(folder) else None
             if found is not None:
-                return [found]
-        return [(item, docs[item.path]) if isinstance(item, Brief) else item
-                for item in fold(pending, self.policy, self.approvals)]
+                out.append(found)
+                continue
+            out += [(item, self.docs.get(item.path)) if isinstance(item, Brief) else item
+                    for item in fold(briefs, self.policy, self.approvals)]
+        self.folders, self.docs, self._alone = {}, {}, {}
+        return out
 
 
-Shown = Unit | PackageUnit | tuple[Brief, dict[str, Any]]
+Shown = Unit | PackageUnit | tuple[Brief, dict[str, Any] | None]
 
 
 def members(items: Iterable[Unit | PackageUnit | Brief]) -> Iterator[Brief]:
@@ -319,3 +322,50 @@ def members(items: Iterable[Unit | PackageUnit | Brief]) -> Iterator[Brief]:
             yield from item.frames
         else:
             yield item
+
+
+
+def mhl_check(given: Iterable[str], briefs: Iterable[Brief], policy: Policy) -> list[Shown]:
+    """One record per ASC MHL history that covers files of the run (unit ``mhl``,
+    ``schemas/unit.schema.json``): each such file is checked against the history (read once
+    more to hash it), and one altered, missing or not in it holds the record with the
+    policy's ``unreadable`` action for its zone (rule ``integrity``; the history's own
+    problems in the strictest zone of its files). A history at or under a folder in
+    ``given`` was walked whole: a file it lists that is not there is missing."""
+    from provgate import mhl  # imported here: this hook is appended to the module
+
+    briefs = list(briefs)
+    histories = mhl.covering(b.path for b in briefs)
+    if not histories:
+        return []
+    folders = [os.path.abspath(p) for p in given if os.path.isdir(p)]
+    zone_of = {b.path: b.zone for b in briefs}
+    out: list[Shown] = []
+    for root, paths in histories.items():
+        found = mhl.check(root, paths, complete=any(
+            os.path.commonpath([root, f]) == f for f in folders))
+        strictest = max(dict.fromkeys(zone_of[p] for p in paths),
+                        key=lambda z: ACTION_STRENGTH[policy.integrity(z, "").action])
+        action, zone = "allow", strictest
+        for p in found.problems:
+            d = policy.integrity(zone_of.get(p.path or "", strictest), f"ASC MHL: {p.message}")
+            if ACTION_STRENGTH[d.action] > ACTION_STRENGTH[action]:
+                action, zone = d.action, d.zone
+        history, messages = found.history, [p.message for p in found.problems]
+        head = (f"ASC MHL: {found.verified} of {found.files} file(s) verified against "
+                f"{len(history.generations)} generation(s) "
+                f"({', '.join(history.formats) or 'no hash'})")
+        kinds: dict[str, int] = {}
+        for p in found.problems:
+            kinds[p.kind] = kinds.get(p.kind, 0) + 1
+        reason = head if not messages else (
+            f"{head}; {', '.join(f'{n} {k}' for k, n in kinds.items())}: {action} "
+            f"(integrity). {messages[0]}")
+        kind = "unreadable" if messages else "unknown"
+        out.append((Brief(root, kind, action, reason, None, None,
+                          "; ".join(messages[:3]) or None, zone=zone), {
+            "unit": "mhl", "path": root, "kind": kind, "action": action, "zone": zone,
+            "reason": reason, "fingerprint": None, "files": found.files,
+            "generations": len(history.generations), "hash_formats": history.formats,
+            "evidence": [head, *messages[:10]], "approval": None, "problems": messages}))
+    return out

@@ -19,7 +19,9 @@ from provgate.assets import SIDECAR_SUFFIXES
 from provgate.sequences import sequence_key
 
 log = logging.getLogger("provgate")
-OPEN_CAP_SECONDS = 600  # an open file unchanged this long is judged anyway
+# an open file unchanged this long is judged anyway; and a file (or a sequence) that keeps
+# changing, or whose sequence keeps arriving, waits no longer than this from its first event
+OPEN_CAP_SECONDS = 600
 
 
 def sidecar_name(path: str) -> bool:
@@ -35,6 +37,7 @@ class _Pending:
     size: int = -1
     mtime_ns: int = -1
     sequence: tuple[str, str, str, int] | None = None  # the sequence it is a frame of
+    first: float = 0.0  # when it was first heard since it was last taken
 
 
 class SettleQueue:
@@ -74,9 +77,12 @@ class SettleQueue:
             size, mtime = st.st_size, st.st_mtime_ns
         except OSError:
             size, mtime = -1, -1
-        entry = _Pending(root, time.monotonic(), size, mtime, sequence_key(path))
+        now = time.monotonic()
+        entry = _Pending(root, now, size, mtime, sequence_key(path), now)
         with self._lock:
-            self._pending.pop(path, None)  # last heard goes last: see take
+            earlier = self._pending.pop(path, None) or self._open.get(path)
+            if earlier is not None:  # the bound on waiting counts from the first event
+                entry.first = earlier.first
             if writing is None:
                 writing = path in self._open
             if writing:
@@ -125,7 +131,8 @@ class SettleQueue:
                     break
                 if arriving and not sidecar_name(path) and _awaits(path, arriving):
                     continue
-                if p.sequence is not None and p.sequence in shooting:
+                overdue = now - p.first >= OPEN_CAP_SECONDS
+                if p.sequence is not None and p.sequence in shooting and not overdue:
                     continue  # its sequence is still arriving: the shot settles as a whole
                 try:
                     st = os.lstat(path)
@@ -135,10 +142,13 @@ class SettleQueue:
                 except OSError:  # there, but not to be read: stat_asset records why
                     ready.append((path, p.root))
                     continue
-                if (st.st_size, st.st_mtime_ns) != (p.size, p.mtime_ns):
+                if (st.st_size, st.st_mtime_ns) != (p.size, p.mtime_ns) and not overdue:
                     p.size, p.mtime_ns, p.heard = st.st_size, st.st_mtime_ns, now
                     changed.append(path)  # still changing: one more window
                     continue
+                if overdue:  # a writer that never stops: judged as it is, again when it does
+                    log.warning("%s has been changing for %d s: judging it as it is", path,
+                                OPEN_CAP_SECONDS)
                 ready.append((path, p.root))
             for path in gone + [r[0] for r in ready]:
                 del self._pending[path]
