@@ -28,6 +28,7 @@ symbolic links are refused.
 from __future__ import annotations
 
 import base64
+import contextlib
 import binascii
 import errno
 import hashlib
@@ -392,14 +393,24 @@ def pkl_hash(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def _read_limited(path: str) -> bytes:
+@contextlib.contextmanager
+def open_bounded(path: str, limit: int) -> Iterator[tuple[int, os.stat_result]]:
+    """The file at ``path`` opened without following a link, refused (XmlRefused) unless it
+    is a regular file of at most ``limit`` bytes: the descriptor and its stat."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise XmlRefused("not a regular file")
-        if st.st_size > MAX_XML_BYTES:
-            raise XmlRefused(f"larger than {MAX_XML_BYTES >> 20} MiB: refused")
+        if st.st_size > limit:
+            raise XmlRefused(f"larger than {limit >> 20} MiB: refused")
+        yield fd, st
+    finally:
+        os.close(fd)
+
+
+def _read_limited(path: str) -> bytes:
+    with open_bounded(path, MAX_XML_BYTES) as (fd, _st):
         chunks, total = [], 0
         while chunk := os.read(fd, CHUNK):
             total += len(chunk)
@@ -407,8 +418,6 @@ def _read_limited(path: str) -> bytes:
                 raise XmlRefused(f"larger than {MAX_XML_BYTES >> 20} MiB: refused")
             chunks.append(chunk)
         return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def _safe_relpath(raw: str) -> tuple[str | None, str | None]:

@@ -370,13 +370,7 @@ def _read_generation(gen: Generation, target: _Entries | None, budget: _Budget) 
     h = hashlib.sha512()
     parser = DefusedXMLParser(target=target, forbid_dtd=True, forbid_entities=True,
                               forbid_external=True) if target is not None else None
-    fd = os.open(gen.path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise XmlRefused("not a regular file")
-        if st.st_size > MAX_MHL_BYTES:
-            raise XmlRefused(f"larger than {MAX_MHL_BYTES >> 20} MiB: refused")
+    with imf.open_bounded(gen.path, MAX_MHL_BYTES) as (fd, st):
         budget.take(st.st_size)
         for chunk in _chunks(fd, MAX_MHL_BYTES):
             h.update(chunk)
@@ -384,8 +378,6 @@ def _read_generation(gen: Generation, target: _Entries | None, budget: _Budget) 
                 _feed(parser, chunk)
         if parser is not None:
             _feed(parser, None)
-    finally:
-        os.close(fd)
     return c4_id(h.digest())
 
 
