@@ -107,7 +107,8 @@ def test_policy_file_is_an_option_not_a_file(tmp_path: Path) -> None:
     for args in (["--policy", policy], [f"--policy={policy}"]):
         result = hook("--report", report, *args, out)
         assert result.returncode == 1, result.stderr
-        actions = {Path(r["path"]).name: r["action"] for r in json.loads(report.read_text())}
+        actions = {Path(r["path"]).name: r["action"]
+                   for r in json.loads(report.read_text())["records"]}
         assert actions == {AI: "escalate", CLEAN: "allow"}
         assert f"HELD escalate: {out / AI}" in result.stderr
     assert not any(Path(p).name in ("--policy", policy.name) for p in ledger_paths())
@@ -144,7 +145,7 @@ def test_usage_lists_every_check_option() -> None:
     check_opts = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+|-[a-z])\b", check_help))
     usage = hook("--help").stdout
     missing = sorted(o for o in check_opts if not re.search(rf"(?<![\w-]){o}\b", usage))
-    assert missing == []
+    assert missing == ["--json-report"]  # what the hook's own --report asks for
     assert "--report" in usage and "PROVGATE_ZONE" in usage
 
 
@@ -176,7 +177,7 @@ def test_default_zone_is_final(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     result = hook("--report", report, out)
     assert result.returncode == 1, result.stderr
-    records = {Path(r["path"]).name: r for r in json.loads(report.read_text())}
+    records = {Path(r["path"]).name: r for r in json.loads(report.read_text())["records"]}
     assert {r["zone"] for r in records.values()} == {"final"}
     assert records[AI]["action"] == "block" and records[COMPOSITE]["action"] == "escalate"
     assert records[CLEAN]["action"] == "allow"
@@ -258,7 +259,7 @@ def test_leading_dash_after_the_first_path_is_a_file(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     result = hook("--report", report, CLEAN, "-ai.jpg", "--zone", cwd=out)
     assert result.returncode == 1, result.stderr
-    records = {Path(r["path"]).name: r for r in json.loads(report.read_text())}
+    records = {Path(r["path"]).name: r for r in json.loads(report.read_text())["records"]}
     assert records["-ai.jpg"]["action"] == "block"
     assert records["--zone"]["action"] == "block"  # a file, judged, not an option
     assert records[CLEAN]["action"] == "allow"
@@ -284,7 +285,8 @@ def test_report_writes_json_and_stderr_still_lists_held_files(tmp_path: Path) ->
     reports.mkdir()
     result = hook("--report", "out.json", out, cwd=reports)
     assert result.returncode == 1, result.stderr
-    records = json.loads((reports / "out.json").read_text())
+    doc = json.loads((reports / "out.json").read_text())
+    records = doc["records"]
     for rec in records:
         data.validate(rec, "decision", rec["path"])
     assert {Path(r["path"]).name: r["action"] for r in records} == {
@@ -296,11 +298,15 @@ def test_report_writes_json_and_stderr_still_lists_held_files(tmp_path: Path) ->
     assert any(line.startswith(f"HELD escalate: {out / COMPOSITE}") for line in held)
     assert result.stderr.count("provgate approve ") == 2
     assert "gate FAILED" in result.stderr
+    # the verdict and the ledger's chain head at its moment, as a checkpoint says it
+    assert (doc["verdict"], doc["exit_code"]) == ("FAILED", 1)
+    assert doc["ledger_head"]["chain"] == "decisions" and doc["ledger_head"]["count"] >= 3
     assert sorted(p.name for p in reports.iterdir()) == ["out.json"]  # no temp file left
     # an earlier report is replaced; a pass writes one too
     passed = hook("--report", reports / "out.json", "--zone", "working", out)
     assert passed.returncode == 0, passed.stderr
-    assert {r["zone"] for r in json.loads((reports / "out.json").read_text())} == {"working"}
+    assert {r["zone"] for r in json.loads((reports / "out.json").read_text())["records"]} == {
+        "working"}
 
 
 def test_report_refused_over_a_file_that_is_not_a_report(tmp_path: Path) -> None:
@@ -358,7 +364,8 @@ def test_report_refused_inside_the_delivery(tmp_path: Path) -> None:
     # beside the delivery is where the README puts it
     beside = hook("--report", episode / "provgate.json", out)
     assert beside.returncode == 1, beside.stderr
-    names = {Path(r["path"]).name for r in json.loads((episode / "provgate.json").read_text())}
+    names = {Path(r["path"]).name
+             for r in json.loads((episode / "provgate.json").read_text())["records"]}
     assert {AI, CLEAN} <= names
     assert digests(out) == before
 
@@ -429,7 +436,7 @@ def test_from_stdin_and_exit_codes(tmp_path: Path) -> None:
     listing = "".join(f"{p}\n" for p in sorted(out.iterdir()))  # find ... | hook --from -
     piped = hook("--report", report, "--from", "-", stdin=listing)
     assert piped.returncode == 1, piped.stderr
-    assert len(json.loads(report.read_text())) == 2
+    assert len(json.loads(report.read_text())["records"]) == 2
     clean = hook("--from", "-", stdin=f"{out / CLEAN}\n")
     assert clean.returncode == 0, clean.stderr
     # provgate cannot be found: 3, whatever the delivery holds
@@ -461,7 +468,7 @@ def test_editorial_cut_with_a_dash_name(tmp_path: Path) -> None:
     cut = hook("--report", report, "--timeline", tmp_path / "lock.otio", "--media-root",
                f"/Volumes/Edit={media}", media / "-sh010.jpg")
     assert cut.returncode == 0, cut.stderr
-    records = json.loads(report.read_text())
+    records = json.loads(report.read_text())["records"]
     assert [r["clips"][0]["name"] for r in records if r["clips"]] == ["sh010"]
     only_cut = hook("--timeline", tmp_path / "lock.otio", "--media-root",
                     f"/Volumes/Edit={media}")

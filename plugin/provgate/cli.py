@@ -224,12 +224,15 @@ def scan(paths: tuple[str, ...], dry_run: bool, policy_path: str | None, ledger:
               "[delivery] show); approvals scoped to a show clear files only in its checks.")
 @click.option("--episode", help="The episode, recorded on the delivery (default: the "
               "policy's [delivery] episode); scoped approvals likewise.")
+@click.option("--json-report", is_flag=True, help="One JSON object on stdout: the records, "
+              "the verdict, the exit code and the ledger's chain head once the gate has "
+              "recorded (what hooks/pre-delivery --report writes).")
 @gate_options
 @guarded
 def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tuple[str, ...],
           media_roots: tuple[str, ...], allow_empty: bool, delivery_name: str | None,
           register_file: str | None, show: str | None, episode: str | None,
-          policy_path: str | None,
+          json_report: bool, policy_path: str | None,
           ledger: str | None,
           zone: str | None, mode: str | None, quarantine: str | None, fmt: str | None,
           include: tuple[str, ...], exclude: tuple[str, ...], rescan: bool,
@@ -237,6 +240,8 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
           frames: bool) -> None:
     """Pre-delivery gate: exit 0 if every file may go, 1 if any is held or blocked."""
     setup_logging(verbose)
+    if json_report and fmt not in (None, "json"):
+        raise click.UsageError(f"--json-report writes JSON: not with --{fmt}")
     listed = _listed(from_file, from0_file)
     if not paths and not listed and not timelines:
         raise click.UsageError("give PATHS, --from FILE or --timeline CUT")
@@ -265,6 +270,9 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
         click.echo(f"provgate: warning: {warning}", err=True)
     inputs = [*given, *_timeline().files(clips, covered=given)]
     walked: set[str] = set()
+    if json_report:  # the records go in an object that the end of the check closes
+        fmt = "json"
+        click.echo('{"records": ', nl=False)
     if clips:
         gated = _run(inputs, opts, fmt, lambda recs: _timeline().attach(recs, clips),
                      lambda session: _timeline().problem_records(clips, session,
@@ -304,21 +312,30 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
         files = {r.path for r in records}
         _record_delivery(opts, delivery_name, given, records, verdict, ledger,
                          [b for b in gated.shown if b.path not in files])
+    head = _head(opts.policy, ledger)
+    if json_report:  # closes the object _run's records opened
+        click.echo(", " + json.dumps({"verdict": verdict, "exit_code": code,
+                                      "ledger_head": head})[1:])
     click.echo(f"{summary_line(records, gated.units)}; gate {verdict}; "
-               f"{_head_line(opts.policy, ledger)}", err=True)
+               f"{_head_line(head)}", err=True)
     sys.exit(code)
 
 
-def _head_line(policy: Policy, ledger: str | None) -> str:
+def _head(policy: Policy, ledger: str | None) -> dict[str, Any] | str | None:
     """Where the decisions chain stands once the gate has recorded what it decided (and its
-    delivery): ``ledger head: decisions #N HASH``, as `provgate ledger checkpoint` says it."""
+    delivery), as `provgate ledger checkpoint` says it; why not, when it cannot be read."""
     try:
         with ledger_for(policy, ledger, readonly=True) as led:
             head = led.heads().get("decisions")
     except ProvgateError as err:  # the gate has decided: its exit code stands
-        return f"ledger head: not read ({err})"
-    if head is None:
-        return "ledger head: none that verifies"
+        return f"not read ({err})"
+    return {"chain": "decisions", "count": head["count"], "head": head["head"]} \
+        if head else None
+
+
+def _head_line(head: dict[str, Any] | str | None) -> str:
+    if isinstance(head, str) or head is None:
+        return f"ledger head: {head or 'none that verifies'}"
     return f"ledger head: decisions #{head['count']} {head['head'][:16]}"
 
 
