@@ -254,3 +254,16 @@ def test_the_reference_tools_histories(card: Path) -> None:
     (problem,) = rec["problems"]
     assert problem.startswith("scan/sc01_scan_0086403.dpx does not match the ASC MHL: xxh128")
     assert problem.endswith("(generation 1); generation 2 recorded the mismatch")
+
+
+def test_an_altered_file_fails_the_gate_with_frames_too(card: Path) -> None:
+    """With --frames (and through the hook, and for a cut) every file's record is printed;
+    the history's record still holds the gate."""
+    write_generation(card, 1, fmt="md5")
+    frame = card / "scan" / "sc01_scan_0086402.dpx"
+    body = bytearray(frame.read_bytes())
+    body[-1] ^= 1
+    frame.write_bytes(bytes(body))
+    result = run("check", str(card), "--json", "--frames")
+    assert result.exit_code == 1, result.stderr
+    assert any(r.get("unit") == "mhl" for r in json.loads(result.stdout))

@@ -159,3 +159,24 @@ def test_a_package_held_as_a_whole_is_in_its_delivery_report(final: Path) -> Non
     tampered = [i for i in integrity if i["path"].endswith("SHOW_EP102_IMF_TAMPERED")]
     assert tampered and "packing list" in tampered[0]["problem"]
     data.validate(report, "report", "report")
+
+
+def test_a_sequence_that_grew_is_cleared_by_its_new_approval(final: Path) -> None:
+    plate = final / "plate_exr"
+    assert run("approve", str(plate / "sh010_plate.####.exr"), "--ref", "NFX-1",
+               "--by", "P").exit_code == 0
+    shutil.copy(plate / "sh010_plate.1012.exr", plate / "sh010_plate.1013.exr")
+    assert run("check", str(plate)).exit_code == 1  # the first approval is for 12 frames
+    assert run("approve", str(plate / "sh010_plate.####.exr"), "--ref", "NFX-2",
+               "--by", "P").exit_code == 0
+    result = run("check", str(plate), "--json")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_a_long_sequence_is_approved_without_a_file_count_confirmation(final: Path) -> None:
+    plate = final / "plate_exr"
+    for n in range(1013, 1073):  # 72 frames: more than --max-files, bound to their content
+        shutil.copy(plate / "sh010_plate.1001.exr", plate / f"sh010_plate.{n}.exr")
+    given = run("approve", str(plate / "sh010_plate.####.exr"), "--ref", "NFX-3", "--by", "P")
+    assert given.exit_code == 0, given.output
+    assert run("check", str(plate)).exit_code == 0

@@ -178,3 +178,34 @@ def test_an_approval_scoped_to_a_delivery_clears_its_file_in_the_daemon_too(
         by_root = {Path(d["path"]).parent.parent.name: d for d in w.decisions()}
     assert by_root["EP101"]["action"] == "allow" and by_root["EP101"]["approval_ref"] == "NFX-9"
     assert by_root["EP102"]["action"] == "block"
+
+
+def test_a_forged_departure_does_not_drop_a_held_file_from_the_delivery(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An insider appends a 'removed' event for a blocked file, chained with the public
+    algorithm but without the key: the daemon's view of the delivery keeps the file, held."""
+    import sqlite3
+
+    from provgate import deliveries
+    from provgate.ledger import EVENT_CHAINED, Ledger
+    from test_seal import drop_guards, forge
+
+    _policy(tmp_path, monkeypatch)
+    root = tmp_path / "incoming" / "EP101"
+    (root / "final").mkdir(parents=True)
+    with Running([root], mode="warn") as w:
+        shutil.copy2(AI, root / "final" / "key.jpg")
+        wait_for(lambda: _records("EP101") and _records("EP101")[-1]["verdict"] == "FAILED")
+        ledger_path = w.ledger_path
+    held = next(d for d in w.decisions() if d["path"].endswith("key.jpg"))
+    conn = sqlite3.connect(ledger_path)
+    drop_guards(conn, "events")
+    forge(conn, "events", EVENT_CHAINED, {
+        "time": "2999-01-01T00:00:00+00:00", "event": "removed", "path": held["path"],
+        "dest": None, "fingerprint": held["fingerprint"], "decision_id": held["id"],
+        "actor": "daemon", "user": "x"})
+    conn.commit()
+    conn.close()
+    with Ledger(ledger_path) as led:
+        view = {Path(b.path).name: b for b in deliveries.root_view(led, str(root))}
+    assert view["key.jpg"].held

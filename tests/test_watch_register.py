@@ -37,3 +37,15 @@ def test_the_daemon_reconciles_each_root_with_its_register(tmp_path: Path) -> No
         wait_for(lambda: "no entry of the GenAI register" not in
                  _latest(w)["sh030_comp.jpg"]["reason"], 60)
         assert "G-5" in _latest(w)["sh030_comp.jpg"]["reason"]
+
+
+def test_a_register_that_does_not_validate_holds_its_roots_files(tmp_path: Path) -> None:
+    """check stops on a register that does not validate; the daemon holds the root's files
+    until the vendor fixes it (a broken declaration never lets the files through quietly)."""
+    final = _delivery(tmp_path, "G-1,vfx/sh010_key.jpg,Firefly,,key art,creative,enterprise,"
+                                "no,final,,\n")
+    with Running([final], settle=0.3) as w:
+        wait_for(lambda: len(_latest(w)) >= 5, 60)
+        plate = _latest(w)["sh040_plate.jpg"]  # a human capture: allowed on its own
+    assert plate["action"] in ("escalate", "block")
+    assert "GenAI register does not validate" in plate["reason"]

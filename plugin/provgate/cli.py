@@ -149,7 +149,7 @@ def _run(paths: Iterable[str], opts: Options, fmt: str | None,
                     gated.unit_of[b.path] = item.path
                 if isinstance(item, units.PackageUnit):
                     gated.inside[item.path] = [b for b in item.files if b.held]
-            elif not frames:
+            elif not frames or item[1] is not None:  # with frames, only what no file said
                 printer.emit(item[1])
                 gated.shown.append(item[0])
 
@@ -664,7 +664,9 @@ def approve(target: str | None, entry_id: str | None, register_file: str | None,
     what = fields.get("path") or fields["glob"]
     count, complete = (1, True) if fields.get("path") else _count_glob(fields["glob"])
     many = f"{'at least ' if not complete else ''}{count} file{'s' * (count != 1)}"
-    if fields.get("glob") and (count > max_files or not complete) and not yes:
+    # a sequence is bound to its frames' content: its size is not a reach to confirm
+    if fields.get("glob") and not fields.get("sequence") and \
+            (count > max_files or not complete) and not yes:
         raise _usage_error(f"approval glob {fields['glob']} matches {many} now, more than "
                            f"--max-files {max_files}: narrow the glob, or confirm with "
                            "--yes (or raise --max-files)")

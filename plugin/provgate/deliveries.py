@@ -97,7 +97,7 @@ def root_view(ledger: Ledger, root: str) -> list[Brief]:
     below = _glob_literal(prefix) + "*"
     view: dict[str, dict[str, Any]] = {
         r["path"]: r for r in ledger.decisions(path=below, latest=True)}
-    for e in ledger.events(path=below):
+    for e in ledger.events(path=below, verified=True):
         row = view.get(e["path"])
         if row is None or e["time"] < row["time"]:
             continue  # decided again after it left: a new file at that path
@@ -120,8 +120,8 @@ def root_view(ledger: Ledger, root: str) -> list[Brief]:
     return out
 
 
-def record_root(ledger: Ledger, name: str, root: str, policy: Policy, user: str
-                ) -> tuple[int, Changes | None] | None:
+def record_root(ledger: Ledger, name: str, root: str, policy: Policy, user: str,
+                register: Register | None = None) -> tuple[int, Changes | None] | None:
     """Record a watched root as delivery ``name`` (``root_view``), unless its last record
     of that name already says the same: same folder, verdict and files (action, kind and
     content of each). None when nothing was recorded, or the root holds nothing decided."""
@@ -135,8 +135,9 @@ def record_root(ledger: Ledger, name: str, root: str, policy: Policy, user: str
         same = changes(last, _files(briefs))
         if not (same.new or same.gone or same.changed):
             return None
-    return record(ledger, name, roots, briefs, verdict, policy.digest, None, "daemon", user,
-                  show=policy.show, episode=policy.episode)
+    return record(ledger, name, roots, briefs, verdict, policy.digest,
+                  register.digest if register else None, "daemon", user,
+                  show=policy.show, episode=policy.episode, register=register)
 
 
 def _glob_literal(text: str) -> str:

@@ -1222,8 +1222,11 @@ class Ledger:
 
         return self._write(work)
 
-    def events(self, since: str | None = None, path: str | None = None
-               ) -> Iterator[dict[str, Any]]:
+    def events(self, since: str | None = None, path: str | None = None,
+               verified: bool = False) -> Iterator[dict[str, Any]]:
+        """Departures in id order, filtered; ``verified``: only rows whose hash and seal
+        verify (what a decision is taken on: a forged "removed" row must not drop a held
+        file from a delivery)."""
         if "events" not in self.db.table_names():
             return iter(())
         where, params = [], []
@@ -1233,8 +1236,10 @@ class Ledger:
         if path:
             where.append("path GLOB ?")
             params.append(path if any(c in path for c in "*?[") else f"{path}*")
-        sql = "SELECT * FROM events" + (f" WHERE {' AND '.join(where)}" if where else "")
-        return iter(self.db.query(sql + " ORDER BY id", params))
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        if verified:
+            return iter(self._verified("events", cond, params))
+        return iter(self.db.query("SELECT * FROM events" + cond + " ORDER BY id", params))
 
     # -- file cache ------------------------------------------------------------------------
 

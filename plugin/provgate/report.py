@@ -92,7 +92,7 @@ def build(ledger: Ledger, since: str | None = None, path: str | None = None,
     approvals = {a.id: a for a in ledger.approvals()}
     # every row, verified or not: a broken ledger is reported as broken, with what it holds
     moves = {m["decision_id"]: m for m in ledger.moves(verified=False)}
-    departures = {e["path"]: e for e in ledger.events()}  # the latest per path wins
+    departures = {e["path"]: e for e in ledger.events(verified=True)}  # the latest wins
     now = datetime.now(timezone.utc)
     scope = _scope(delivery)
     rows, unrecorded = (_delivery_rows(ledger, delivery, zone) if delivery is not None else

@@ -61,6 +61,8 @@ class Options:
     register_root: str | None = None
     # the daemon's: each watched root's register (the root is the delivery root it speaks of)
     registers: dict[str, GenAIRegister] = field(default_factory=dict)
+    # the daemon's: why a watched root's register does not validate (its files are held)
+    register_errors: dict[str, str] = field(default_factory=dict)
     # the daemon's: the delivery each watched root is ([delivery] watch), so that approvals
     # scoped to a delivery clear its files there as in that delivery's check
     deliveries: dict[str, str] = field(default_factory=dict)
@@ -177,6 +179,14 @@ class Session:
             if path.startswith(root):
                 return scoped
         return self.policy
+
+    def register_problem(self, path: str) -> str | None:
+        """Why the register that should speak of the file at ``path`` cannot (the daemon's
+        root whose register does not validate), or None."""
+        for root, why in self.opts.register_errors.items():
+            if path.startswith(root.rstrip(os.sep) + os.sep):
+                return why
+        return None
 
     def register_for(self, path: str) -> tuple[GenAIRegister, str | None] | None:
         """The GenAI register that speaks of the file at ``path``, and its delivery root: the

@@ -33,7 +33,7 @@ from provgate.probe import Metadata
 from provgate.record import Reading, Record, Verdict, text_path, unreadable
 from provgate.signals import MatchDeadline, Signal
 from provgate.verdict import combine_members, judge as judge_signals
-from provgate.vocabulary import AI_KINDS
+from provgate.vocabulary import ACTION_STRENGTH, AI_KINDS
 
 if TYPE_CHECKING:
     from provgate.session import Session
@@ -276,8 +276,14 @@ def decide(s: Session, judged: Judged, approvals: list[Approval]) -> Record:
             approvals={a.ref for a in approvals})
         verdict = replace(verdict, kind=declared.kind,
                           evidence=verdict.evidence + declared.signals())
-    decision = s.policy_for(judged.asset.path).decide(judged.asset, verdict, approvals,
-                                                      s.opts.zone, declared=declared)
+    policy = s.policy_for(judged.asset.path)
+    decision = policy.decide(judged.asset, verdict, approvals, s.opts.zone, declared=declared)
+    broken = s.register_problem(judged.asset.path)
+    if broken is not None:  # as check stops on it: the delivery's declaration is unreadable
+        held = policy.integrity(decision.zone, f"the delivery's GenAI register does not "
+                                               f"validate: {broken}")
+        if ACTION_STRENGTH[held.action] > ACTION_STRENGTH[decision.action]:
+            decision = held
     return Record(judged.asset, verdict, decision, s.run_info, now_iso(), s.tools(),
                   cached=judged.cached, own=judged.verdict if declared else None,
                   register=None if declared is None else {

@@ -147,10 +147,12 @@ def _reason(seq: sequences.Sequence, frames: list[Brief], strongest: Brief) -> s
 def _check_approvals(u: Unit, policy: Policy, approvals: dict[int, dict[str, Any]]) -> None:
     """A frame cleared by an approval of a sequence counts only while the sequence is the
     one approved: its digest then and now must be equal."""
+    if u.digest is not None and any(a.get("sequence") == u.digest for a in approvals.values()):
+        return  # an approval was given for the sequence as it is (a newer one, once it grew)
     for b in u.frames:
         ident = (b.approval or {}).get("id")
         wanted = approvals.get(ident) if ident is not None else None
-        if wanted is None or wanted.get("sequence") == u.digest:
+        if wanted is None:
             continue
         why = (f"approval #{ident} ({wanted.get('ref')}) was given for other frames: the "
                "sequence changed since (a frame changed, was added or removed)")

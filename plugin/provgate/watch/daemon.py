@@ -171,7 +171,8 @@ class Watcher:
         self._take_lock()
         session: Session | None = None
         try:
-            self.opts = replace(self.opts, registers=_registers(self.roots),
+            found, broken = _registers(self.roots)
+            self.opts = replace(self.opts, registers=found, register_errors=broken,
                                 deliveries=self._names)
             session = Session(self.opts)
             if session.mode == "enforce":
@@ -270,8 +271,9 @@ class Watcher:
         try:
             policy = Policy.load(self.policy_path)
             names = _delivery_names(policy, self.roots)
-            new = Session(replace(self.opts, policy=policy, registers=_registers(self.roots),
-                                  deliveries=names))
+            found, broken = _registers(self.roots)
+            new = Session(replace(self.opts, policy=policy, registers=found,
+                                  register_errors=broken, deliveries=names))
             if new.mode == "enforce":
                 new.check_quarantine(self.roots)
         except ProvgateError as exc:
@@ -381,7 +383,8 @@ class Watcher:
                 continue  # recorded within this settle window: a later turn takes it
             self._changed.discard(root)
             done = deliveries.record_root(session.ledger, self._names[root], root,
-                                          session.policy, session.user)
+                                          session.policy, session.user,
+                                          session.opts.registers.get(root))
             if done is not None:
                 self._recorded[root] = now
                 ident, changed = done
@@ -460,22 +463,24 @@ def _delivery_names(policy: Policy, roots: list[str]) -> dict[str, str]:
     return names
 
 
-def _registers(roots: list[str]) -> dict[str, GenAIRegister]:
-    """Each root's GenAI register (``GENAI-DISCLOSURE.csv``/``.json`` at the root). One that
-    does not validate is left out with an error in the log: the root's files are then
-    decided on their own evidence, the register's findings missing until it is fixed."""
+def _registers(roots: list[str]) -> tuple[dict[str, GenAIRegister], dict[str, str]]:
+    """Each root's GenAI register (``GENAI-DISCLOSURE.csv``/``.json`` at the root), and why
+    a root's register does not validate: as `check` stops on it, the daemon holds that
+    root's files (``Session.register_for``) until the vendor fixes it."""
     from provgate import register
 
-    out = {}
+    found, broken = {}, {}
     for root in roots:
         try:
-            found = register.discover(root)
+            reg = register.discover(root)
         except ProvgateError as exc:
-            log.error("GenAI register of %s not used: %s", root, exc)
+            log.error("GenAI register of %s does not validate: its files are held until it "
+                      "does: %s", root, exc)
+            broken[root] = str(exc)
             continue
-        if found is not None:
-            out[root] = found
-    return out
+        if reg is not None:
+            found[root] = reg
+    return found, broken
 
 
 def is_register(path: str, root: str) -> bool:

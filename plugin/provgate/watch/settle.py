@@ -159,13 +159,11 @@ class SettleQueue:
 
     def _sequences_arriving(self, now: float) -> set[tuple[str, str, str, int]]:
         """The sequences with a frame still open or inside its settle window (under the
-        lock). The pending dict is in the order last heard: the newest are at its end."""
+        lock)."""
         out = {e.sequence for e in self._open.values() if e.sequence is not None}
-        for e in reversed(self._pending.values()):
-            if now - e.heard >= self.settle:
-                break
-            if e.sequence is not None:
-                out.add(e.sequence)
+        # every entry, not only the newest: release_stuck appends old ones at the end
+        out.update(e.sequence for e in self._pending.values()
+                   if e.sequence is not None and now - e.heard < self.settle)
         return out
 
 
