@@ -98,21 +98,22 @@ class GlobSet:
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(patterns)
-        self._re = _compile(self.patterns) if self.patterns else None
         self._folder = bool(self.patterns) and all(p.endswith("/**") for p in self.patterns)
         names = [p[3:] for p in self.patterns if p.startswith("**/") and "/" not in p[3:]]
         self._names = _compile(tuple(names)) if names and len(names) == len(self.patterns) \
             else None
+        # the whole-path expression, unless the names one answers (compiling is the cost)
+        self._re = _compile(self.patterns) if self.patterns and self._names is None else None
         self._memo: dict[str, bool] = {}
 
     def __bool__(self) -> bool:
-        return self._re is not None
+        return bool(self.patterns)
 
     def match(self, path: str) -> bool:
-        if self._re is None:
-            return False
         if self._names is not None:
             return self._names.fullmatch(path.rpartition("/")[2]) is not None
+        if self._re is None:
+            return False
         if self._folder:
             folder = path.rpartition("/")[0]
             hit = self._memo.get(folder)

@@ -151,6 +151,10 @@ class Policy:
             ((r.rstrip(os.sep) + os.sep, os.path.dirname(r.rstrip(os.sep)).rstrip(os.sep)
               + os.sep) for r in self.config.roots), key=lambda p: len(p[0]),
             reverse=True)
+        # zones decided once per folder when every zone glob names folders (``**/final/**``)
+        self._by_folder = all(p.endswith("/**") for z in self.zones.values()
+                              for p in z.get("paths", []))
+        self._folder_zone: dict[str, str] = {}
         if self.default_zone not in self.zones and self.default_zone != "default":
             raise ConfigError(f"{self.source}: default_zone: no zone named {self.default_zone!r} "
                               f"(zones: {', '.join(self.zones) or 'none'})")
@@ -242,8 +246,18 @@ class Policy:
         """
         if override:
             return override
+        if asset.link is False and self._by_folder:
+            # the file is no link and every zone glob names folders: its folder decides
+            folder = os.path.dirname(asset.path)
+            zone = self._folder_zone.get(folder)
+            if zone is None:
+                zone = self._folder_zone[folder] = self._zone_of_path(asset.path, True)
+            return zone
+        return self._zone_of_path(asset.path, asset.link is False)
+
+    def _zone_of_path(self, given: str, not_a_link: bool) -> str:
         hits: list[str] = []
-        for path in _as_given_and_real(asset.path, asset.link is False):
+        for path in _as_given_and_real(given, not_a_link):
             rel = _readable(self._below_root(path))
             hits += [name for name, rel_globs, abs_globs in self._zone_globs
                      if name not in hits and (rel_globs.match(rel) or abs_globs.match(path))]
