@@ -189,8 +189,8 @@ def _digests(fh: Any, algorithms: tuple[str, ...]) -> dict[str, bytes]:
 def in_package(folder: str) -> bool:
     """Whether ``folder`` holds an IMF/DCP asset map (by name; ``imf.read`` decides what it
     is): its files' PKL hashes (SHA-1) are taken in the read that fingerprints them. Cached
-    for the process: a package a long-running daemon sees made later is hashed again for
-    its PKL, never missed."""
+    for the process (a daemon takes no SHA-1 in a package folder made after it first looked;
+    a check, which verifies packages, hashes such a file again)."""
     try:
         return any(n.lower() in ("assetmap.xml", "assetmap") for n in os.listdir(folder))
     except OSError:

@@ -160,14 +160,6 @@ class Sequence:
         return text + ")"
 
 
-def is_frame(path: str, extensions: frozenset[str] = FRAME_EXTENSIONS) -> bool:
-    """Whether ``path`` is named like a frame (``plate.1001.exr``); a lone one stays a file."""
-    name = path[path.rfind("/") + 1:]
-    dot = name.rfind(".")
-    return dot > 0 and name[dot + 1:].lower() in extensions and \
-        _FRAME.fullmatch(name) is not None
-
-
 def sequence_key(path: str, extensions: frozenset[str] = FRAME_EXTENSIONS
                  ) -> tuple[str, str, str, int] | None:
     """(folder, prefix, extension, padding) of a path named like a frame, else None: the

@@ -6,6 +6,7 @@ all go through it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -198,7 +199,7 @@ class Session:
                 return reg, root
         return None
 
-    @property
+    @functools.cached_property
     def _register_files(self) -> set[str]:
         regs = [self.opts.register, *self.opts.registers.values()]
         return {os.path.abspath(r.source) for r in regs if r is not None}

@@ -317,15 +317,6 @@ class Gather:
 Shown = Unit | PackageUnit | tuple[Brief, dict[str, Any] | None]
 
 
-def members(items: Iterable[Unit | PackageUnit | Brief]) -> Iterator[Brief]:
-    """Every file's brief, a unit's members included (the ledger's and a delivery's view)."""
-    for item in items:
-        if isinstance(item, (Unit, PackageUnit)):
-            yield from item.frames
-        else:
-            yield item
-
-
 
 def mhl_check(given: Iterable[str], briefs: Iterable[Brief], policy: Policy) -> list[Shown]:
     """One record per ASC MHL history that covers files of the run (unit ``mhl``,
@@ -334,7 +325,7 @@ def mhl_check(given: Iterable[str], briefs: Iterable[Brief], policy: Policy) -> 
     policy's ``unreadable`` action for its zone (rule ``integrity``; the history's own
     problems in the strictest zone of its files). A history at or under a folder in
     ``given`` was walked whole: a file it lists that is not there is missing."""
-    from provgate import mhl  # imported here: this hook is appended to the module
+    from provgate import mhl  # a delivery with an ASC MHL history only
 
     briefs = list(briefs)
     histories = mhl.covering(b.path for b in briefs)
