@@ -209,3 +209,23 @@ def test_a_forged_departure_does_not_drop_a_held_file_from_the_delivery(
     with Ledger(ledger_path) as led:
         view = {Path(b.path).name: b for b in deliveries.root_view(led, str(root))}
     assert view["key.jpg"].held
+
+
+def test_the_daemon_holds_a_delivery_whose_package_fails_its_pkl(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file of the tampered package is allowed on its own; only the whole shows that a
+    track file is not what its PKL declares: the daemon's delivery record fails, as check."""
+    film = SAMPLES / "film" / "imf" / "SHOW_EP102_IMF_TAMPERED"
+    if not film.is_dir():
+        pytest.skip("sample_media/film is made by `make samples`")
+    _policy(tmp_path, monkeypatch)
+    root = tmp_path / "incoming" / "EP102"
+    (root / "final").mkdir(parents=True)
+    with Running([root], mode="warn", settle=0.3):
+        shutil.copytree(film, root / "final" / film.name)
+        record = wait_for(lambda: (r := _records("EP102")) and r[-1]["files"] == 6 and r[-1],
+                          60)
+    assert record["verdict"] == "FAILED" and record["held"] == 0
+    doc = _report("EP102")
+    integrity = next(s for s in doc["sections"] if s["id"] == "integrity")["items"]
+    assert any("packing list" in (i.get("problem") or "") for i in integrity)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -121,15 +121,20 @@ def root_view(ledger: Ledger, root: str) -> list[Brief]:
 
 
 def record_root(ledger: Ledger, name: str, root: str, policy: Policy, user: str,
-                register: Register | None = None) -> tuple[int, Changes | None] | None:
+                register: Register | None = None,
+                wholes: Callable[[list[Brief]], list[Brief]] | None = None
+                ) -> tuple[int, Changes | None] | None:
     """Record a watched root as delivery ``name`` (``root_view``), unless its last record
     of that name already says the same: same folder, verdict and files (action, kind and
-    content of each). None when nothing was recorded, or the root holds nothing decided."""
+    content of each). ``wholes``: what only the whole shows (``units.whole_units``: a
+    package against its PKL, an ASC MHL history), held units failing the delivery as in
+    `check`. None when nothing was recorded, or the root holds nothing decided."""
     briefs = root_view(ledger, root)
     if not briefs:
         return None
     roots = [text_path(os.path.abspath(root))]
-    verdict = "FAILED" if any(b.held for b in briefs) else "passed"
+    units = [u for u in (wholes(briefs) if wholes else []) if u.held]
+    verdict = "FAILED" if units or any(b.held for b in briefs) else "passed"
     last = latest(ledger, name)
     if last is not None and last["verdict"] == verdict and json.loads(last["roots"]) == roots:
         same = changes(last, _files(briefs))
@@ -137,7 +142,7 @@ def record_root(ledger: Ledger, name: str, root: str, policy: Policy, user: str,
             return None
     return record(ledger, name, roots, briefs, verdict, policy.digest,
                   register.digest if register else None, "daemon", user,
-                  show=policy.show, episode=policy.episode, register=register)
+                  show=policy.show, episode=policy.episode, register=register, units=units)
 
 
 def _glob_literal(text: str) -> str:

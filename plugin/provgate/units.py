@@ -231,7 +231,8 @@ def _digests(files: list[Brief]) -> dict[str, dict[str, bytes]]:
     return out
 
 
-def package_unit(folder: str, files: list[Brief], policy: Policy) -> PackageUnit | None:
+def package_unit(folder: str, files: list[Brief], policy: Policy,
+                 hasher: imf.Hasher | None = None) -> PackageUnit | None:
     """The package at ``folder`` from its files' briefs, checked against its PKLs with the
     digests taken when the files were fingerprinted (a file read from the cache, without its
     SHA-1, is hashed again); None when the folder is not a package."""
@@ -249,7 +250,7 @@ def package_unit(folder: str, files: list[Brief], policy: Policy) -> PackageUnit
                     f"{len(files)} files, {len(pkg.compositions)} composition(s); "
                     f"{strongest.action}: {os.path.basename(strongest.path)}: "
                     f"{strongest.reason}")
-    for problem in imf.verify(pkg, digests=_digests(files)):
+    for problem in imf.verify(pkg, digests=_digests(files), hasher=hasher):
         _raise(u, policy.integrity(u.zone, problem.message), problem.message)
     return u
 
@@ -316,6 +317,22 @@ class Gather:
 
 Shown = Unit | PackageUnit | tuple[Brief, dict[str, Any] | None]
 
+
+
+def whole_units(root: str, briefs: list[Brief], policy: Policy,
+                hasher: imf.Hasher | None = None) -> list[Brief]:
+    """What only the whole can show about a watched root's files, as the daemon's delivery
+    records keep it: each package checked against its PKL (``hasher`` spares re-reading
+    unchanged files), each ASC MHL history that covers them. The units' briefs."""
+    from provgate import imf
+
+    by_folder: dict[str, list[Brief]] = {}
+    for b in briefs:
+        by_folder.setdefault(os.path.dirname(b.path), []).append(b)
+    out = [u.brief() for folder, files in by_folder.items() if imf.is_package(folder)
+           and (u := package_unit(folder, files, policy, hasher)) is not None]
+    return out + [item.brief() if isinstance(item, (Unit, PackageUnit)) else item[0]
+                  for item in mhl_check([root], briefs, policy)]
 
 
 def mhl_check(given: Iterable[str], briefs: Iterable[Brief], policy: Policy) -> list[Shown]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provgate import deliveries, safefs
+from provgate import deliveries, safefs, units
 from provgate.assets import Asset, Filter, media_of, relative, sidecars_of, stat_asset
 from provgate.errors import ConfigError, ProvgateError
 from provgate.ledger import check_folder
@@ -102,6 +102,7 @@ class Watcher:
         self._lockfile: Any = None
         self._filter = _filter(opts)
         self._names = _delivery_names(opts.policy, self.roots)
+        self._hashes = DigestCache()
         self._changed: set[str] = set(self.roots)  # roots to record as deliveries again
         self._recorded: dict[str, float] = {}  # root -> when its delivery was last recorded
 
@@ -382,9 +383,12 @@ class Watcher:
             if not final and last is not None and now - last < self.queue.settle:
                 continue  # recorded within this settle window: a later turn takes it
             self._changed.discard(root)
-            done = deliveries.record_root(session.ledger, self._names[root], root,
-                                          session.policy, session.user,
-                                          session.opts.registers.get(root))
+            policy = session.policy_for(os.path.join(root, ""))
+            done = deliveries.record_root(
+                session.ledger, self._names[root], root, policy, session.user,
+                session.opts.registers.get(root),
+                lambda briefs, root=root, policy=policy: units.whole_units(
+                    root, briefs, policy, self._hashes.digests))
             if done is not None:
                 self._recorded[root] = now
                 ident, changed = done
@@ -461,6 +465,32 @@ def _delivery_names(policy: Policy, roots: list[str]) -> dict[str, str]:
                               "[delivery] names")
         seen[name] = root
     return names
+
+
+class DigestCache:
+    """Digests of the files a delivery record checks as a whole (a package's PKL hashes),
+    by what the file is now (size, mtime, ctime, inode): a record taken every settle window
+    reads only the files that changed since the last."""
+
+    LIMIT = 100_000  # entries; past it the cache starts again (a re-read, never a miss)
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, int, int, int, int], dict[str, bytes]] = {}
+
+    def digests(self, path: str, algorithms: tuple[str, ...]) -> dict[str, bytes]:
+        from provgate import imf
+
+        st = os.stat(path, follow_symlinks=False)
+        key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        found = self._known.get(key, {})
+        if not all(a in found for a in algorithms):
+            found = {**found, **imf.hash_file(path, algorithms)}
+            after = os.stat(path, follow_symlinks=False)
+            if key == (path, after.st_size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino):
+                if len(self._known) >= self.LIMIT:
+                    self._known.clear()
+                self._known[key] = found  # kept only when it did not change under the read
+        return found
 
 
 def _registers(roots: list[str]) -> tuple[dict[str, GenAIRegister], dict[str, str]]:
