@@ -267,3 +267,23 @@ def test_an_altered_file_fails_the_gate_with_frames_too(card: Path) -> None:
     result = run("check", str(card), "--json", "--frames")
     assert result.exit_code == 1, result.stderr
     assert any(r.get("unit") == "mhl" for r in json.loads(result.stdout))
+
+
+def test_a_file_is_checked_with_the_hash_its_fingerprinting_read_took(
+        card: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No file of the delivery is read a second time for its ASC MHL hash (a spy on the
+    MHL's own reader), and an altered file is still caught."""
+    write_generation(card, 1)
+    reads: list[str] = []
+    real = mhl.hash_file
+    monkeypatch.setattr(mhl, "hash_file", lambda path, fmt: reads.append(path)
+                        or real(path, fmt))
+    code, rec, err = check(card)
+    assert code == 0 and rec is not None and rec["problems"] == [], err
+    frame = card / "scan" / "sc01_scan_0086402.dpx"
+    body = bytearray(frame.read_bytes())
+    body[-1] ^= 1
+    frame.write_bytes(bytes(body))
+    code, rec, _ = check(card)
+    assert code == 1 and any("sc01_scan_0086402.dpx" in p for p in rec["problems"])
+    assert reads == []

@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from dataclasses import dataclass, field, replace
 
@@ -62,12 +62,12 @@ class Asset:
         """The same asset with its sha256, or with an error saying why it has none."""
         if self.error or self.fingerprint:
             return self
-        extra = ("sha1",) if in_package(os.path.dirname(self.path)) else ()
+        extra = _extra_hashes(self.path)
         try:
             digest, marker, found, more = fingerprint_and_marker(self.path, self.size,
                                                                  self.mtime_ns, extra)
             return replace(self, fingerprint=digest, c2pa_marker=marker, layout=found,
-                           digests=more or None)
+                           digests=_finished(more) or None)
         except OSError as exc:
             return replace(self, error=describe_os_error(exc))
         except FileChanged as exc:
@@ -145,25 +145,28 @@ def fingerprint(path: str, size: int | None = None, mtime_ns: int | None = None)
 
 
 def fingerprint_and_marker(path: str, size: int | None = None, mtime_ns: int | None = None,
-                           extra: tuple[str, ...] = ()
-                           ) -> tuple[str, bool | None, Layout, dict[str, bytes]]:
+                           extra: Mapping[str, Callable[[], Any]] | None = None
+                           ) -> tuple[str, bool | None, Layout, dict[str, Any]]:
     """The fingerprint, and for a small file (read whole anyway) whether a C2PA label occurs
     in its bytes: a free look that spares c2pa-python files that cannot hold a manifest; and
     what the file's bytes hold (archives.layout: from the bytes in memory for a small file,
     else its first 512 and last 64 KiB just hashed, without opening it again). ``extra``:
-    more digests taken in the same read (a package's PKL hash: never a second read)."""
+    more hashes (name -> a new hash object) fed in the same read, returned as objects (a
+    package's PKL hash, an ASC MHL's: never a second read)."""
     marker = None
     with open(path, "rb") as fh:
         st = os.fstat(fh.fileno())
         if st.st_size <= _SMALL:  # file_digest zeroes a 256 KiB buffer per call
             data = fh.read()
             digest = hashlib.sha256(data).hexdigest()
-            more = {a: hashlib.new(a, data).digest() for a in extra}
+            more = {name: make() for name, make in (extra or {}).items()}
+            for h in more.values():
+                h.update(data)
             marker = b"c2pa" in data or b"C2PA" in data
             found = look(data[:HEAD_BYTES], data)
         elif extra:
-            more = _digests(fh, ("sha256", *extra))
-            digest = more.pop("sha256").hex()
+            more = _feed(fh, {"sha256": hashlib.sha256, **extra})
+            digest = more.pop("sha256").hexdigest()
             found = layout_fd(fh.fileno())
         else:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
@@ -175,14 +178,35 @@ def fingerprint_and_marker(path: str, size: int | None = None, mtime_ns: int | N
     return "sha256:" + digest, marker, found, more
 
 
-def _digests(fh: Any, algorithms: tuple[str, ...]) -> dict[str, bytes]:
-    hs = {a: hashlib.new(a) for a in dict.fromkeys(algorithms)}
+def _feed(fh: Any, makers: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
+    hs = {name: make() for name, make in makers.items()}
     buf = bytearray(1 << 20)
     view = memoryview(buf)
     while n := fh.readinto(buf):
         for h in hs.values():
             h.update(view[:n])
-    return {a: h.digest() for a, h in hs.items()}
+    return hs
+
+
+def _extra_hashes(path: str) -> dict[str, Callable[[], Any]]:
+    """What else the fingerprinting read of ``path`` hashes: the SHA-1 a package's PKL
+    declares, the formats of the ASC MHL history that covers it (``mhl:FORMAT``)."""
+    from provgate import mhl  # cheap: it reads a history only when one covers the file
+
+    out: dict[str, Callable[[], Any]] = {}
+    if in_package(os.path.dirname(path)):
+        out["sha1"] = hashlib.sha1
+    for fmt in mhl.formats_for(path):
+        out[f"mhl:{fmt}"] = functools.partial(mhl.new_hash, fmt)
+    return out
+
+
+def _finished(hashes: dict[str, Any]) -> dict[str, Any]:
+    """Hash objects as kept: a PKL's digest bytes, an ASC MHL's text."""
+    from provgate import mhl
+
+    return {name: mhl.hash_text(name[4:], h) if name.startswith("mhl:") else h.digest()
+            for name, h in hashes.items()}
 
 
 @functools.lru_cache(maxsize=1024)

@@ -172,6 +172,35 @@ def c4_id(sha512: bytes) -> str:
     return "c4" + "".join(reversed(out)).rjust(88, "1")
 
 
+def formats_for(path: str) -> tuple[str, ...]:
+    """The hash formats of the ASC MHL history that covers the file at ``path`` (none when
+    no history does): the read that fingerprints the file takes them too, so that checking
+    it against the history reads nothing again. Cached per folder and history for the
+    process."""
+    root = _root_of(os.path.dirname(os.path.abspath(path)), _ROOTS)
+    if root is None:
+        return ()
+    if root not in _FORMATS:
+        try:
+            _FORMATS[root] = tuple(read(root).formats)
+        except (OSError, ValueError):
+            _FORMATS[root] = ()  # the check itself says what is wrong with it
+    return _FORMATS[root]
+
+
+_ROOTS: dict[str, str | None] = {}
+_FORMATS: dict[str, tuple[str, ...]] = {}
+
+
+def new_hash(fmt: str) -> Any:
+    """A hash object for an MHL format (``hash_text`` gives its text as an MHL writes it)."""
+    return _hasher(fmt)
+
+
+def hash_text(fmt: str, h: Any) -> str:
+    return _digest(fmt, h)
+
+
 def _hasher(fmt: str) -> Any:
     if fmt in _XXH:
         return getattr(xxhash, _XXH[fmt])()

@@ -337,8 +337,9 @@ def whole_units(root: str, briefs: list[Brief], policy: Policy,
 
 def mhl_check(given: Iterable[str], briefs: Iterable[Brief], policy: Policy) -> list[Shown]:
     """One record per ASC MHL history that covers files of the run (unit ``mhl``,
-    ``schemas/unit.schema.json``): each such file is checked against the history (read once
-    more to hash it), and one altered, missing or not in it holds the record with the
+    ``schemas/unit.schema.json``): each such file is checked against the history (with the
+    hash its fingerprinting read took; a file whose verdict came from the cache is read
+    again), and one altered, missing or not in it holds the record with the
     policy's ``unreadable`` action for its zone (rule ``integrity``; the history's own
     problems in the strictest zone of its files). A history at or under a folder in
     ``given`` was walked whole: a file it lists that is not there is missing."""
@@ -351,9 +352,14 @@ def mhl_check(given: Iterable[str], briefs: Iterable[Brief], policy: Policy) -> 
     folders = [os.path.abspath(p) for p in given if os.path.isdir(p)]
     zone_of = {b.path: b.zone for b in briefs}
     out: list[Shown] = []
+    taken = {b.path: b.digests for b in briefs if b.digests}
+
+    def hasher(path: str, fmt: str) -> str:  # what the fingerprinting read took, else read
+        return (taken.get(path) or {}).get(f"mhl:{fmt}") or mhl.hash_file(path, fmt)
+
     for root, paths in histories.items():
         found = mhl.check(root, paths, complete=any(
-            os.path.commonpath([root, f]) == f for f in folders))
+            os.path.commonpath([root, f]) == f for f in folders), hasher=hasher)
         strictest = max(dict.fromkeys(zone_of[p] for p in paths),
                         key=lambda z: ACTION_STRENGTH[policy.integrity(z, "").action])
         action, zone = "allow", strictest
