@@ -281,9 +281,16 @@ def parse_xml(data: bytes) -> ET.Element:
     target = _Counter()
     parser = _DefusedParser(target=target, forbid_dtd=True, forbid_entities=True,
                             forbid_external=True)
-    try:
+    with refusing():
         parser.feed(data)
         return parser.close()
+
+
+@contextlib.contextmanager
+def refusing() -> Iterator[None]:
+    """A parser's errors as XmlRefused, saying what was wrong."""
+    try:
+        yield
     except XmlRefused:
         raise
     except ET.ParseError as exc:

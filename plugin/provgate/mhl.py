@@ -39,7 +39,6 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from xml.etree import ElementTree as ET
 
 from defusedxml.ElementTree import DefusedXMLParser
 
@@ -411,17 +410,11 @@ def _read_generation(gen: Generation, target: _Entries | None, budget: _Budget) 
 
 
 def _feed(parser: DefusedXMLParser, chunk: memoryview | None) -> None:
-    try:
+    with imf.refusing():
         if chunk is None:
             parser.close()
         else:
             parser.feed(bytes(chunk))
-    except XmlRefused:
-        raise
-    except ET.ParseError as exc:
-        raise XmlRefused(f"not well-formed XML: {exc}") from None
-    except ValueError as exc:  # defusedxml's DTDForbidden, EntitiesForbidden...
-        raise XmlRefused(f"refused: {exc.__class__.__name__} ({exc})") from None
 
 
 # one ``<hash>`` of a generation: path, size, {format: hash} not failed, a failed one listed
