@@ -6,20 +6,19 @@ error, 3 could not run (ExifTool missing, ledger unreadable).
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shlex
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import click
 
-from provgate import __version__, actions, credentials, deliveries, sequences, units
+from provgate import __version__, actions, credentials, deliveries, gate, sequences, units
+from provgate.gate import Gated
 from provgate.assets import (fingerprint, line_break_names, listed_files, missing,
                              read_path_list)
 from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, EXIT_USAGE, ProvgateError
@@ -101,76 +100,19 @@ def _options(policy_path: str | None, **kw: Any) -> Options:
     return Options(policy=Policy.load(policy_path), **kw)
 
 
-@dataclass
-class Gated:
-    """What a run keeps once its records are printed: every file's brief (the ledger's and a
-    delivery's view), and what was shown (a sequence as one line, by ``units``)."""
-
-    files: list[Brief] = field(default_factory=list)
-    shown: list[Brief] = field(default_factory=list)
-    units: int = 0
-    # a package's held files, by the package's path: what a producer approves or replaces
-    inside: dict[str, list[Brief]] = field(default_factory=dict)
-    # the unit each folded file belongs to
-    unit_of: dict[str, str] = field(default_factory=dict)
-
-    def held(self) -> list[Brief]:
-        """What holds the delivery: every held unit or file shown, and every held file
-        whose unit was not held (a unit's verdict never lets one of its files pass)."""
-        shown = {b.path for b in self.shown}
-        held_units = {b.path for b in self.shown if b.held}
-        return [b for b in self.shown if b.held] + [
-            f for f in self.files if f.held and f.path not in shown
-            and self.unit_of.get(f.path) not in held_units]
-
-
 def _run(paths: Iterable[str], opts: Options, fmt: str | None,
          enrich: Callable[[Iterable[Record]], Iterable[Record]] = iter,
          extra: Callable[[Session], Iterable[Record]] = lambda _s: (),
          walked: set[str] | None = None, frames: bool = False) -> Gated:
-    """Gate the paths, printing each record as it comes (memory stays flat on 20,000 files;
-    a folder's frames wait for the folder, then print as their sequence unless ``frames``).
-    ``enrich`` adds to each record; ``extra`` records (a timeline's missing media) are
-    printed after the gate's; ``walked`` receives every file the walk listed."""
-    gated = Gated()
+    """Gate the paths (``gate.run``), printing each record as it comes."""
+    paths = list(paths)
     show_progress = sys.stderr.isatty() and fmt is not None
     printer = Printer(fmt)
-
-    def show(items: Iterable[units.Shown]) -> None:
-        """Print what folded (with ``frames``, every file was printed as it came: the units
-        still count, for the verdict, and are not printed)."""
-        for item in items:
-            if isinstance(item, (units.Unit, units.PackageUnit)):
-                if not frames:
-                    printer.emit(item.to_json())
-                gated.shown.append(item.brief())
-                gated.units += 1
-                for b in item.frames:
-                    gated.unit_of[b.path] = item.path
-                if isinstance(item, units.PackageUnit):
-                    gated.inside[item.path] = [b for b in item.files if b.held]
-            elif not frames or item[1] is not None:  # with frames, only what no file said
-                printer.emit(item[1])
-                gated.shown.append(item[0])
-
     with Session(opts) as session:
         if opts.record:  # a dry run moves nothing, not even a move a crash left pending
             session.recover()
-        gather = units.Gather(opts.policy, {
-            a.id: {"ref": a.ref, "sequence": a.sequence}
-            for a in session.ledger.approvals(include_inactive=False) if a.sequence})
-        records = (session.run(paths, progress=progress(show_progress, paths), seen=walked)
-                   if paths else iter(()))
-        for rec in itertools.chain(enrich(records), extra(session)):
-            brief = rec.brief()
-            gated.files.append(brief)
-            doc = rec.to_json()
-            if frames:
-                printer.emit(doc)
-                gated.shown.append(brief)
-            show(gather.add(brief, None if frames else doc))
-        show(units.mhl_check(paths, gated.files, opts.policy))  # ASC MHL histories
-        show(gather.finish())
+        gated = gate.run(session, paths, printer.emit, frames=frames, walked=walked,
+                         progress=progress(show_progress, paths), enrich=enrich, extra=extra)
     if show_progress:
         click.echo("\r\033[K", nl=False, err=True)
     printer.finish()
