@@ -105,3 +105,23 @@ def test_a_recheck_reads_the_cache_without_folding_the_declaration_in_again(
         assert sum(e["source"] == "register" for e in again[name]["evidence"]) == sum(
             e["source"] == "register" for e in first[name]["evidence"]) == 1
     assert again["sh020_comp.jpg"]["register"]["status"] == "declared_only"
+
+
+def test_an_approval_reference_counts_only_where_the_approval_is_scoped(tmp_path: Path) -> None:
+    """A final use declares approval NFX-0042; an approval with that reference scoped to
+    another delivery does not satisfy it here, one scoped to this delivery does."""
+    final = _delivery(tmp_path, ROWS)
+    other = tmp_path / "other.jpg"
+    other.write_bytes(b"not a delivery file")
+
+    def findings() -> set[str]:
+        key = {Path(r["path"]).name: r for r in run_json("check", final)}["sh010_key.jpg"]
+        return {f["rule"] for f in key["register"]["findings"]}
+
+    assert "principles.final_without_approval" in findings()
+    assert run("approve", other, "--ref", "NFX-0042", "--by", "S",
+               "--delivery", "EP999").exit_code == 0
+    assert "principles.final_without_approval" in findings()
+    assert run("approve", other, "--ref", "NFX-0042", "--by", "S",
+               "--delivery", "final").exit_code == 0
+    assert "principles.final_without_approval" not in findings()

@@ -267,16 +267,17 @@ def decide(s: Session, judged: Judged, approvals: list[Approval]) -> Record:
     verdict, declared = judged.verdict, None
     found = s.register_for(judged.asset.path)
     reg = found[0] if found else None
+    policy = s.policy_for(judged.asset.path)
     if found is not None and not judged.asset.error:
         from provgate import register  # only deliveries with a register
 
+        # an approval reference counts where the approval may clear files: in its scope
         declared = register.reconcile(
             verdict.kind, [e.kind for e in verdict.evidence],
             found[0].entries_for(judged.asset.path, found[1]),
-            approvals={a.ref for a in approvals})
+            approvals={a.ref for a in approvals if a.within(policy.scope)})
         verdict = replace(verdict, kind=declared.kind,
                           evidence=verdict.evidence + declared.signals())
-    policy = s.policy_for(judged.asset.path)
     decision = policy.decide(judged.asset, verdict, approvals, s.opts.zone, declared=declared)
     broken = s.register_problem(judged.asset.path)
     if broken is not None:  # as check stops on it: the delivery's declaration is unreadable
