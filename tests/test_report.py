@@ -125,3 +125,18 @@ def test_broken_chain_is_reported(decided: Path, ledger_path: Path, tmp_path: Pa
 def test_report_without_a_ledger(tmp_path: Path) -> None:
     result = run("report", "--ledger", tmp_path / "none.db")
     assert result.exit_code == 3 and "no ledger" in result.stderr
+
+
+def test_csv_cells_that_look_like_formulas_are_text() -> None:
+    """A vendor names a file (or writes a field) like a spreadsheet formula: the CSV report
+    and `scan --csv` give it a leading ' so a spreadsheet shows it and runs nothing."""
+    from provgate.output import csv_writer
+
+    out = io.StringIO()
+    writer = csv_writer(out, ("path", "reason", "size"))
+    writer.writeheader()
+    writer.writerow({"path": "=cmd|' /C calc'!A0", "reason": "-2+3", "size": 3})
+    writer.writerow({"path": "/srv/a.jpg", "reason": "@SUM(1)", "size": 4})
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["path"] for r in rows] == ["'=cmd|' /C calc'!A0", "/srv/a.jpg"]
+    assert [r["reason"] for r in rows] == ["'-2+3", "'@SUM(1)"] and rows[0]["size"] == "3"

@@ -104,9 +104,22 @@ class Printer:
 
 
 def csv_writer(out: Any, fields: tuple[str, ...]) -> Any:
+    """A CSV writer whose cells a spreadsheet shows as text: a value a vendor controls (a
+    file name, a text field) that starts like a formula (``=``, ``+``, ``-``, ``@``, a tab
+    or a carriage return) gets a leading ``'``, so opening the report runs nothing."""
     import csv  # only CSV output needs it
 
-    return csv.DictWriter(out, fields, extrasaction="ignore", lineterminator="\n")
+    class _Writer(csv.DictWriter):
+        def writerow(self, rowdict: Any) -> Any:
+            return super().writerow({k: _cell(v) for k, v in rowdict.items()})
+
+    return _Writer(out, fields, extrasaction="ignore", lineterminator="\n")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def why(r: dict[str, Any]) -> str:
