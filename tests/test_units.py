@@ -180,3 +180,11 @@ def test_a_long_sequence_is_approved_without_a_file_count_confirmation(final: Pa
     given = run("approve", str(plate / "sh010_plate.####.exr"), "--ref", "NFX-3", "--by", "P")
     assert given.exit_code == 0, given.output
     assert run("check", str(plate)).exit_code == 0
+
+
+def test_a_file_given_with_its_folder_is_judged_once(final: Path) -> None:
+    scan = final / "scan_dpx"
+    result = run("check", str(scan / "sc01_scan_0086400.dpx"), str(scan), "--json")
+    assert result.exit_code == 0, result.stderr
+    (rec,) = json.loads(result.stdout)
+    assert rec["frames"]["count"] == 6 and "6 files" in result.stderr

@@ -298,11 +298,13 @@ def discover(paths: Sequence[str], include: Sequence[str] = (), exclude: Sequenc
     the walk listed, sidecars included (a check compares it with the tree afterwards).
     """
     filt = Filter(include, exclude, skip_hidden)
-    named: set[str] = set()  # files named one by one: each judged once
+    # each file judged once, however many of the given paths hold it (a file and its folder,
+    # a folder and its subfolder); one path walked alone never lists a file twice
+    named: set[str] | None = set() if len(paths) > 1 else None
     for given in paths:
         top = os.path.abspath(given)
         if os.path.isdir(top):
-            yield from _walk(top, filt, root or top, seen)
+            yield from _walk(top, filt, root or top, seen, named)
             continue
         # a real sidecar named on its own (a --from list of every file) stands for its media
         if seen is not None:
@@ -310,8 +312,9 @@ def discover(paths: Sequence[str], include: Sequence[str] = (), exclude: Sequenc
         for path in media_of(top) or [top]:
             if seen is not None:
                 seen.add(path)
-            if path not in named:
-                named.add(path)
+            if named is None or path not in named:
+                if named is not None:
+                    named.add(path)
                 yield (stat_asset(path, root or os.path.dirname(path)) if os.path.lexists(path)
                        else Asset(path, os.path.dirname(path), error="not found: check the path"))
 
@@ -335,7 +338,8 @@ def anywhere(pattern: str) -> str:
     return pattern if "/" in pattern else f"**/{pattern}"
 
 
-def _walk(top: str, filt: Filter, root: str, seen: set[str] | None) -> Iterator[Asset]:
+def _walk(top: str, filt: Filter, root: str, seen: set[str] | None,
+          named: set[str] | None = None) -> Iterator[Asset]:
     errors: list[OSError] = []
     for dirpath, dirnames, filenames in walk_tree(top, errors.append):
         while errors:
@@ -356,6 +360,10 @@ def _walk(top: str, filt: Filter, root: str, seen: set[str] | None) -> Iterator[
                 seen.add(path)
             if _is_sidecar(name, bases, dirpath):
                 continue
+            if named is not None:
+                if path in named:
+                    continue
+                named.add(path)
             why = filt.reason(relative(path, root))
             yield Asset(path, root, skipped=why) if why else stat_asset(path, root)
     while errors:
