@@ -191,14 +191,43 @@ def _feed(fh: Any, makers: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
 def _extra_hashes(path: str) -> dict[str, Callable[[], Any]]:
     """What else the fingerprinting read of ``path`` hashes: the SHA-1 a package's PKL
     declares, the formats of the ASC MHL history that covers it (``mhl:FORMAT``)."""
-    from provgate import mhl  # cheap: it reads a history only when one covers the file
-
     out: dict[str, Callable[[], Any]] = {}
-    if in_package(os.path.dirname(path)):
+    folder = os.path.dirname(path)
+    if in_package(folder):
         out["sha1"] = hashlib.sha1
-    for fmt in mhl.formats_for(path):
-        out[f"mhl:{fmt}"] = functools.partial(mhl.new_hash, fmt)
+    if under_mhl(folder, _MHL_ABOVE):
+        from provgate import mhl  # a delivery with a history only: its reading is heavy
+
+        for fmt in mhl.formats_for(path):
+            out[f"mhl:{fmt}"] = functools.partial(mhl.new_hash, fmt)
     return out
+
+
+def under_mhl(folder: str, known: dict[str, bool]) -> bool:
+    """Whether ``folder`` or a folder above it holds an ``ascmhl/`` history folder (by name;
+    ``mhl.py`` reads what it is), walked without recursion. ``known``: the answers so far,
+    for folders (the caller decides how long they hold)."""
+    walked: list[str] = []
+    here = folder
+    while here not in known:
+        walked.append(here)
+        history = os.path.join(here, "ascmhl")
+        if os.path.isdir(history) and not os.path.islink(history):
+            known[here] = True
+            break
+        up = os.path.dirname(here)
+        if up == here:
+            known[here] = False
+            break
+        here = up
+    for f in walked:
+        known[f] = known[here]
+    return known[folder]
+
+
+# for the fingerprinting read only: a history made later in a daemon's life is missed there,
+# and its files are read again when checked against it
+_MHL_ABOVE: dict[str, bool] = {}
 
 
 def _finished(hashes: dict[str, Any]) -> dict[str, Any]:
