@@ -204,12 +204,7 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
     delivery_name = delivery_name or (deliveries.name_of(given) if given else None)
     # approvals scoped to this delivery, show or episode clear files in this check only
     opts.policy = opts.policy.scoped(delivery_name, show, episode)
-    if not opts.policy.zones and not zone:
-        click.echo(f"provgate: warning: {opts.policy.source} defines no zones: every file is "
-                   f"in zone {opts.policy.default_zone!r} and nothing is gated as a final "
-                   "deliverable (add [zones.final] or pass --zone final)", err=True)
-    for warning in opts.policy.warnings:
-        click.echo(f"provgate: warning: {warning}", err=True)
+    _warn_policy(opts.policy, zone)
     inputs = [*given, *_timeline().files(clips, covered=given)]
     walked: set[str] = set()
     if json_report:  # the records go in an object that the end of the check closes
@@ -232,19 +227,7 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
                    f"{', ...' if len(appeared) > 3 else ''}); check again once it is complete",
                    err=True)
         code = EXIT_GATE_FAILED
-    for r in held:
-        click.echo(f"HELD {r.action}: {display_path(r.path)}: {r.reason}", err=True)
-        for b in gated.inside.get(r.path) or [r]:
-            click.echo(f"     to clear{'' if b is r else ' ' + os.path.basename(b.path)}: "
-                       f"{clear_command(b, policy_path, ledger)}", err=True)
-        for c in r.clips or []:
-            click.echo(f"     used by {c['track']} {c['name']!r}: source {c['source_in']}-"
-                       f"{c['source_out']}, record {c['record_in']}-{c['record_out']}", err=True)
-    if clips:
-        failing = len({(u["track"], u["name"], u["record_in"])
-                       for r in held for u in r.clips or []})
-        click.echo(f"provgate: timeline: {len(clips)} clips with media, {failing} failing",
-                   err=True)
+    _print_held(gated, held, len(clips) if clips else None, policy_path, ledger)
     if not records and not allow_empty:
         click.echo("provgate: no media files in the delivery: nothing was judged, so nothing "
                    "may pass (use --allow-empty if an empty delivery is expected)", err=True)
@@ -261,6 +244,34 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
     click.echo(f"{summary_line(records, gated.units)}; gate {verdict}; "
                f"{_head_line(head)}", err=True)
     sys.exit(code)
+
+
+def _warn_policy(policy: Policy, zone: str | None) -> None:
+    """What in the policy makes a gate weaker than its user may think, on stderr."""
+    if not policy.zones and not zone:
+        click.echo(f"provgate: warning: {policy.source} defines no zones: every file is "
+                   f"in zone {policy.default_zone!r} and nothing is gated as a final "
+                   "deliverable (add [zones.final] or pass --zone final)", err=True)
+    for warning in policy.warnings:
+        click.echo(f"provgate: warning: {warning}", err=True)
+
+
+def _print_held(gated: Gated, held: list[Brief], clips: int | None, policy_path: str | None,
+                ledger: str | None) -> None:
+    """Each held file or unit on stderr with what clears it (a package's held files one by
+    one), the clips of a cut that use it, and a cut's count of failing clips."""
+    for r in held:
+        click.echo(f"HELD {r.action}: {display_path(r.path)}: {r.reason}", err=True)
+        for b in gated.inside.get(r.path) or [r]:
+            click.echo(f"     to clear{'' if b is r else ' ' + os.path.basename(b.path)}: "
+                       f"{clear_command(b, policy_path, ledger)}", err=True)
+        for c in r.clips or []:
+            click.echo(f"     used by {c['track']} {c['name']!r}: source {c['source_in']}-"
+                       f"{c['source_out']}, record {c['record_in']}-{c['record_out']}", err=True)
+    if clips is not None:
+        failing = len({(u["track"], u["name"], u["record_in"])
+                       for r in held for u in r.clips or []})
+        click.echo(f"provgate: timeline: {clips} clips with media, {failing} failing", err=True)
 
 
 def _head(policy: Policy, ledger: str | None) -> dict[str, Any] | str | None:
