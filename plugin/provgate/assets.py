@@ -195,7 +195,7 @@ def _extra_hashes(path: str) -> dict[str, Callable[[], Any]]:
     folder = os.path.dirname(path)
     if in_package(folder):
         out["sha1"] = hashlib.sha1
-    if under_mhl(folder, _MHL_ABOVE):
+    if mhl_root(folder, _MHL_ABOVE) is not None:
         from provgate import mhl  # a delivery with a history only: its reading is heavy
 
         for fmt in mhl.formats_for(path):
@@ -203,21 +203,24 @@ def _extra_hashes(path: str) -> dict[str, Callable[[], Any]]:
     return out
 
 
-def under_mhl(folder: str, known: dict[str, bool]) -> bool:
-    """Whether ``folder`` or a folder above it holds an ``ascmhl/`` history folder (by name;
-    ``mhl.py`` reads what it is), walked without recursion. ``known``: the answers so far,
-    for folders (the caller decides how long they hold)."""
+def mhl_root(folder: str, known: dict[str, str | None]) -> str | None:
+    """The nearest folder at or above ``folder`` that holds an ``ascmhl/`` history folder
+    (a real folder, not a link; ``mhl.py`` reads what it holds), or None; walked without
+    recursion. ``known``: the answers so far, by folder (the caller decides how long they
+    hold)."""
     walked: list[str] = []
     here = folder
     while here not in known:
         walked.append(here)
-        history = os.path.join(here, "ascmhl")
-        if os.path.isdir(history) and not os.path.islink(history):
-            known[here] = True
-            break
+        try:
+            if stat.S_ISDIR(os.lstat(os.path.join(here, "ascmhl")).st_mode):
+                known[here] = here
+                break
+        except OSError:
+            pass
         up = os.path.dirname(here)
         if up == here:
-            known[here] = False
+            known[here] = None
             break
         here = up
     for f in walked:
@@ -227,7 +230,7 @@ def under_mhl(folder: str, known: dict[str, bool]) -> bool:
 
 # for the fingerprinting read only: a history made later in a daemon's life is missed there,
 # and its files are read again when checked against it
-_MHL_ABOVE: dict[str, bool] = {}
+_MHL_ABOVE: dict[str, str | None] = {}
 
 
 def _finished(hashes: dict[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from typing import Any
 from defusedxml.ElementTree import DefusedXMLParser
 
 from provgate import imf
+from provgate.assets import mhl_root
 from provgate.imf import Problem, XmlRefused
 
 try:  # ASC MHL's default formats (xxh64, xxh3, xxh128) are xxHash
@@ -118,15 +119,6 @@ class Checked:
 # ---------------------------------------------------------------------------------------------
 # finding histories
 
-def history_folder(root: str) -> str | None:
-    """``root/ascmhl`` when it is a folder (not a link), else None."""
-    path = os.path.join(root, FOLDER)
-    try:
-        return path if stat.S_ISDIR(os.lstat(path).st_mode) else None
-    except OSError:
-        return None
-
-
 def covering(paths: Iterable[str]) -> dict[str, list[str]]:
     """The files among ``paths`` (absolute) by the root of the history that covers each, in
     input order. Files no history covers, and those of an ``ascmhl/`` folder, are left out."""
@@ -134,28 +126,10 @@ def covering(paths: Iterable[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for path in paths:
         full = path if os.path.isabs(path) else os.path.abspath(path)
-        root = _root_of(os.path.dirname(full), roots)
+        root = mhl_root(os.path.dirname(full), roots)
         if root is not None and _key(os.path.relpath(full, root)).split("/")[0] != FOLDER:
             out.setdefault(root, []).append(path)
     return out
-
-
-def _root_of(folder: str, known: dict[str, str | None]) -> str | None:
-    seen = []
-    here = folder
-    while here not in known:
-        seen.append(here)
-        if history_folder(here):
-            known[here] = here
-            break
-        up = os.path.dirname(here)
-        if up == here:
-            known[here] = None
-            break
-        here = up
-    for f in seen:
-        known[f] = known[here]
-    return known[folder]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +150,7 @@ def formats_for(path: str) -> tuple[str, ...]:
     no history does): the read that fingerprints the file takes them too, so that checking
     it against the history reads nothing again. Cached per folder and history for the
     process."""
-    root = _root_of(os.path.dirname(os.path.abspath(path)), _ROOTS)
+    root = mhl_root(os.path.dirname(os.path.abspath(path)), _ROOTS)
     if root is None:
         return ()
     if root not in _FORMATS:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from provgate import sequences
-from provgate.assets import in_package, under_mhl
+from provgate.assets import in_package, mhl_root
 from provgate.record import Brief, Decision
 from provgate.vocabulary import ACTION_STRENGTH, held
 
@@ -344,8 +344,8 @@ def mhl_check(given: Iterable[str], briefs: Iterable[Brief], policy: Policy) -> 
     problems in the strictest zone of its files). A history at or under a folder in
     ``given`` was walked whole: a file it lists that is not there is missing."""
     briefs = list(briefs)
-    known: dict[str, bool] = {}  # for this call: a history may have arrived since the last
-    if not any(under_mhl(f, known) for f in {os.path.dirname(b.path) for b in briefs}):
+    known: dict[str, str | None] = {}  # this call's: a history may have arrived since
+    if all(mhl_root(f, known) is None for f in {os.path.dirname(b.path) for b in briefs}):
         return []
     from provgate import mhl  # a delivery with an ASC MHL history only: its reading is heavy
 
