@@ -58,11 +58,10 @@ def run(session: Session, paths: list[str], emit: Callable[[dict[str, Any]], Non
     for rec in itertools.chain(enrich(records), extra(session)):
         brief = rec.brief()
         gated.files.append(brief)
-        doc = rec.to_json()
         if frames:
-            emit(doc)
+            emit(rec.to_json())
             gated.shown.append(brief)
-        _show(gated, gather.add(brief, None if frames else doc), emit, frames)
+        _show(gated, gather.add(brief, None if frames else rec.to_json), emit, frames)
     _show(gated, units.mhl_check(paths, gated.files, session.policy), emit, frames)
     _show(gated, gather.finish(), emit, frames)
     return gated

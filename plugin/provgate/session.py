@@ -89,6 +89,10 @@ class Session:
         self._scoped = sorted(((root.rstrip(os.sep) + os.sep, self.policy.scoped(name))
                                for root, name in opts.deliveries.items()),
                               key=lambda rs: -len(rs[0]))
+        # the watched roots' registers, longest root first (a root inside another wins)
+        self._registers = sorted(((root.rstrip(os.sep) + os.sep, root, reg)
+                                  for root, reg in opts.registers.items()),
+                                 key=lambda r: -len(r[0]))
         self.mode = opts.mode or self.policy.mode
         self.catalogue = Catalogue.load(opts.catalogue)
         self.exiftool = find_exiftool(opts.exiftool)
@@ -194,8 +198,8 @@ class Session:
         one given for this run, else the register of the watched root that holds it."""
         if self.opts.register is not None:
             return self.opts.register, self.opts.register_root
-        for root, reg in sorted(self.opts.registers.items(), key=lambda r: -len(r[0])):
-            if path.startswith(root.rstrip(os.sep) + os.sep):
+        for prefix, root, reg in self._registers:
+            if path.startswith(prefix):
                 return reg, root
         return None
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -261,9 +261,10 @@ class Gather:
     folder), every file of a package folder (the package is one unit). Any other record
     passes through at once. A path given twice is taken once.
 
-    Memory: a brief per frame; a frame's printable record is kept only while it is the only
-    frame of its sequence so far (frames with the same folder, name, extension and padding
-    always fold into one sequence, so from the second frame on none is printed alone)."""
+    Memory and time: a brief per frame; a frame's printable record is made and kept only
+    while it is the only frame of its sequence so far (frames with the same folder, name,
+    extension and padding always fold into one sequence, so from the second frame on none
+    is printed alone)."""
 
     def __init__(self, policy: Policy, approvals: dict[int, dict[str, Any]] | None = None
                  ) -> None:
@@ -274,9 +275,10 @@ class Gather:
         self._alone: dict[tuple[str, str, str, int], str | None] = {}
         self._seen: set[str] = set()
 
-    def add(self, brief: Brief, doc: dict[str, Any] | None) -> list[Shown]:
-        """Take one record; what is ready to print comes back (a record that is neither a
-        frame nor in a package, at once; the rest at ``finish``)."""
+    def add(self, brief: Brief, record: Callable[[], dict[str, Any]] | None) -> list[Shown]:
+        """Take one file; what is ready to print comes back (a record that is neither a frame
+        nor in a package, at once; the rest at ``finish``). ``record`` makes its printable
+        record, called only for a record that may be printed (None: printed already)."""
         if brief.path in self._seen:
             return []
         self._seen.add(brief.path)
@@ -284,19 +286,19 @@ class Gather:
         key = sequences.sequence_key(brief.path)
         if in_package(folder):
             self.folders.setdefault(folder, []).append(brief)
-            self.docs[brief.path] = doc
+            self.docs[brief.path] = record() if record else None
         elif key is not None:
             self.folders.setdefault(folder, []).append(brief)
-            self._keep(key, brief.path, doc)
+            self._keep(key, brief.path, record)
         else:
-            return [(brief, doc)]
+            return [(brief, record() if record else None)]
         return []
 
     def _keep(self, key: tuple[str, str, str, int], path: str,
-              doc: dict[str, Any] | None) -> None:
+              record: Callable[[], dict[str, Any]] | None) -> None:
         if key not in self._alone:
             self._alone[key] = path
-            self.docs[path] = doc
+            self.docs[path] = record() if record else None
         elif self._alone[key] is not None:  # a second frame: the sequence will fold
             self.docs.pop(self._alone[key] or "", None)
             self._alone[key] = None
