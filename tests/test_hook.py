@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXPECTED, ROOT, SAMPLES
+from conftest import EXPECTED, ROOT, SAMPLES, run
 from provgate import data
 
 HOOK = ROOT / "hooks" / "pre-delivery"
@@ -486,3 +486,13 @@ def test_script_is_posix_sh() -> None:
                                 text=True)
         assert result.returncode == 0, result.stdout
     assert os.access(HOOK, os.X_OK)
+
+
+def test_json_report_is_one_object_and_refuses_another_format(tmp_path: Path) -> None:
+    out = outgoing(tmp_path, AI, CLEAN)
+    result = run("check", str(out), "--zone", "final", "--json-report")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 1 and doc["verdict"] == "FAILED" and doc["exit_code"] == 1
+    assert len(doc["records"]) == 2 and doc["ledger_head"]["count"] >= 2
+    refused = run("check", str(out), "--json-report", "--csv")
+    assert refused.exit_code == 2 and "--json-report writes JSON" in refused.stderr

@@ -188,3 +188,18 @@ def test_a_file_given_with_its_folder_is_judged_once(final: Path) -> None:
     assert result.exit_code == 0, result.stderr
     (rec,) = json.loads(result.stdout)
     assert rec["frames"]["count"] == 6 and "6 files" in result.stderr
+
+
+def test_a_held_file_holds_the_gate_whatever_was_shown_for_its_path() -> None:
+    """The verdict reads every file's record: a held one counts even where the line shown
+    for its path (a unit, or another record of the same path) passed."""
+    from provgate.gate import Gated
+    from provgate.record import Brief
+
+    held = Brief("/d/final/a.jpg", "ai_generated", "block", "AI", None, "sha256:1", None)
+    shown = Brief("/d/final/a.jpg", "unknown", "allow", "", None, "sha256:0", None)
+    gated = Gated(files=[shown, held], shown=[shown])
+    assert gated.held() == [held]
+    unit = Brief("/d/final/a.####.exr", "unknown", "allow", "", None, None, None)
+    framed = Gated(files=[held], shown=[unit], unit_of={held.path: unit.path})
+    assert framed.held() == [held]

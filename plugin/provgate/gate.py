@@ -32,12 +32,11 @@ class Gated:
 
     def held(self) -> list[Brief]:
         """What holds the delivery: every held unit or file shown, and every held file
-        whose unit was not held."""
-        shown = {b.path for b in self.shown}
-        held_units = {b.path for b in self.shown if b.held}
+        that no held line stands for (its unit passed, or it was shown as another record)."""
+        held = {b.path for b in self.shown if b.held}
         return [b for b in self.shown if b.held] + [
-            f for f in self.files if f.held and f.path not in shown
-            and self.unit_of.get(f.path) not in held_units]
+            f for f in self.files if f.held and f.path not in held
+            and self.unit_of.get(f.path) not in held]
 
 
 def run(session: Session, paths: list[str], emit: Callable[[dict[str, Any]], None], *,
