@@ -171,6 +171,34 @@ def test_byte_look_never_spares_a_file_that_holds_a_manifest(tmp_path: Path) -> 
         assert marker in (True, None), p  # None: too large to look, c2pa-python runs
     # an unsigned MOV: no label, and its record is what c2pa-python would have said
     assert fingerprint_and_marker(str(ROOT / "sample_media" / "unknown_plate.mov"))[1] is False
-    assert {"MOV", "MP4", "WAV"} <= BYTES_SETTLE_C2PA and "PDF" not in BYTES_SETTLE_C2PA
+    assert {"video/quicktime", "video/mp4", "audio/x-wav"} <= BYTES_SETTLE_C2PA
+    assert "application/pdf" not in BYTES_SETTLE_C2PA
     rec = by_name(run_json("scan", ROOT / "sample_media" / "unknown_plate.mov"))
     assert rec["unknown_plate.mov"]["c2pa"] == "absent"
+
+
+@pytest.mark.parametrize("sample,extra", [("possible_composite.webp", b""),
+                                          ("ai_comfyui.png", b"\0\0\0\0")])
+def test_byte_look_settles_every_variant_of_a_raw_container(tmp_path: Path, sample: str,
+                                                             extra: bytes) -> None:
+    """The byte look is keyed by media type: a WebP with metadata is "Extended WEBP" to
+    ExifTool, a PNG with bytes after IEND carries a warning; holding no label, neither goes to
+    c2pa-python. The checker is given a path that is gone: had it opened it, the state would
+    be "invalid" (the open's error), not the absent ExifTool and the bytes settle."""
+    from provgate.assets import fingerprint_and_marker
+    from provgate.credentials import CredentialChecker
+    from provgate.probe import ExifToolPool
+    from provgate.signals import Catalogue
+
+    src = tmp_path / sample
+    src.write_bytes((ROOT / "sample_media" / sample).read_bytes() + extra)
+    with ExifToolPool(None, 1) as pool:
+        meta = pool.probe([str(src)])[str(src)]
+    assert meta.file_type in ("Extended WEBP", "PNG") and not meta.error
+    assert fingerprint_and_marker(str(src))[1] is False
+    checker = CredentialChecker(Catalogue.load())
+    if not checker.available:
+        pytest.skip(checker.description)
+    gone = str(tmp_path / "gone")
+    assert checker.check(gone, meta, "absent", marker=False).state == "absent"
+    assert checker.check(gone, meta, "absent", marker=None).state == "invalid"  # it opens

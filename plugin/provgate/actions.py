@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -83,7 +82,7 @@ def receipt(move: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
         "size": move["size"],
         "time": move["created"],
         "user": move["user"],
-        "host": socket.gethostname(),
+        "host": os.uname().nodename,
         "decision": {k: record.get(k) for k in ("kind", "c2pa", "zone", "rule", "action",
                                                  "reason", "policy_digest")},
         # the sidecars (XMP, C2PA) that travel with the file; restore brings them back too

@@ -13,13 +13,15 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from wcmatch import glob as wglob
 
-from provgate.archives import HEAD_BYTES, Layout, layout_fd, look
 from provgate.errors import ConfigError
+
+if TYPE_CHECKING:  # archives is imported where a file is read: a rescan reads none
+    from provgate.archives import Layout
 
 SIDECAR_SUFFIXES = (".xmp", ".c2pa")
 _SMALL = 1 << 20
@@ -153,6 +155,8 @@ def fingerprint_and_marker(path: str, size: int | None = None, mtime_ns: int | N
     else its first 512 and last 64 KiB just hashed, without opening it again). ``extra``:
     more hashes (name -> a new hash object) fed in the same read, returned as objects (a
     package's PKL hash, an ASC MHL's: never a second read)."""
+    from provgate.archives import HEAD_BYTES, layout_fd, look
+
     marker = None
     with open(path, "rb") as fh:
         st = os.fstat(fh.fileno())

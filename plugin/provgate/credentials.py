@@ -191,7 +191,7 @@ class CredentialChecker:
         if sidecar is None and seen == "absent" and meta.file_type in _EXIFTOOL_SEES_C2PA \
                 and not meta.warnings:
             return Credentials(fallback)
-        if sidecar is None and marker is False and meta.file_type in BYTES_SETTLE_C2PA:
+        if sidecar is None and marker is False and mime in BYTES_SETTLE_C2PA:
             return Credentials(fallback)
         try:
             with open(path, "rb") as fh:
@@ -325,12 +325,16 @@ class CredentialChecker:
 # provenance pointer and no warning ("absent"), c2pa-python would only say "no manifest"
 # (0.1 ms a file that a 2,000-file scan feels). Every other format always goes to c2pa-python.
 _EXIFTOOL_SEES_C2PA = frozenset({"JPEG", "PNG", "JXL", "JP2"})
-# Containers whose embedded manifest store is stored raw (a BMFF uuid box, a RIFF chunk, a TIFF
-# tag), so its JUMBF label "c2pa" (or the RIFF chunk id "C2PA") is in the file's bytes: a small
-# file read whole without them holds no manifest, and c2pa-python (0.1-0.4 ms a file) is spared.
-# Not PDF (object streams may be compressed) nor MP3 (ID3 frames may be compressed).
-BYTES_SETTLE_C2PA = frozenset({"MP4", "MOV", "M4V", "M4A", "HEIC", "HEIF", "AVIF", "TIFF",
-                               "WEBP", "WAV", "AVI"})
+# Media types whose embedded manifest store is stored raw (a JPEG APP11 segment, a PNG caBX
+# chunk, a BMFF uuid box, a RIFF chunk, a TIFF tag), so its JUMBF label "c2pa" (or the RIFF
+# chunk id "C2PA") is in the file's bytes: a small file read whole without them holds no
+# manifest, and c2pa-python (0.1-3 ms a file) is spared. By media type, not ExifTool's file
+# type, which names variants ("Extended WEBP" for every WebP with metadata or alpha). Not PDF
+# (object streams may be compressed), MP3 (ID3 frames may be) nor JPEG XL (brob boxes).
+BYTES_SETTLE_C2PA = frozenset({
+    "image/jpeg", "image/png", "image/tiff", "image/webp", "image/heic", "image/heif",
+    "image/avif", "video/mp4", "video/quicktime", "video/x-m4v", "audio/mp4", "audio/x-wav",
+    "audio/wav", "audio/vnd.wave", "video/x-msvideo", "video/avi"})
 
 
 def _failure_codes(store: dict[str, Any]) -> list[str]:

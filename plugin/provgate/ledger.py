@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import secrets
-import socket
 import sqlite3
 import stat
 import time
@@ -50,8 +49,9 @@ from provgate.policy import Approval, Policy
 
 
 def _import_sqlite_utils() -> Any:
-    """sqlite-utils imports numpy when it is installed (for numpy column types provgate never
-    writes): 60 ms of every start-up, a fifth of a rescan. Import it as if numpy were absent."""
+    """sqlite-utils, imported where the schema is made or migrated (``Ledger._create``), as
+    if numpy were absent: it imports numpy when installed (for column types provgate never
+    writes), and either import is a noticeable share of a short run's start-up."""
     import sys
 
     if "numpy" in sys.modules:
@@ -65,7 +65,34 @@ def _import_sqlite_utils() -> Any:
     return module
 
 
-sqlite_utils = _import_sqlite_utils()
+class Db:
+    """The ledger's SQLite connection. Every read and write is provgate's own SQL (a chain
+    needs exact control of what is hashed and stored); sqlite-utils makes and migrates the
+    schema, imported only then (``Ledger._create``)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def query(self, sql: str, params: Any = ()) -> Iterator[dict[str, Any]]:
+        """Rows as dicts, as sqlite-utils' ``Database.query`` gives them (``params``: a
+        sequence, or a dict for named parameters)."""
+        cur = self.conn.execute(sql, params)
+        keys = [d[0] for d in cur.description]
+        for row in cur:
+            yield dict(zip(keys, row, strict=True))
+
+    def table_names(self) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+    def columns(self, table: str) -> set[str]:
+        return {r[1] for r in self.conn.execute(f"PRAGMA table_info([{table}])")}
+
+    def close(self) -> None:
+        self.conn.close()
 
 log = logging.getLogger("provgate")
 T = TypeVar("T")
@@ -154,7 +181,7 @@ CHAINS: dict[str, Chain] = {c.table: c for c in (
 )}
 _INDEXES = {"decisions": (("path",), ("fingerprint",)), "events": (("path",),),
             "updates": (("tbl", "row_id"),), "quarantine": (("state",),)}
-_FILES_COLUMNS = {"path": "TEXT PRIMARY KEY", "size": "INTEGER", "mtime_ns": "INTEGER",
+_FILES_COLUMNS = {"path": "TEXT", "size": "INTEGER", "mtime_ns": "INTEGER",
                   "ctime_ns": "INTEGER", "inode": "INTEGER", "fingerprint": "TEXT",
                   "catalogue": "TEXT", "trust": "TEXT", "verdict": "TEXT",
                   "decision_id": "INTEGER", "decision_key": "TEXT", "seen": "TEXT",
@@ -445,7 +472,7 @@ class Ledger:
                 # created 0600 with no link followed (safefs), the default folder 0700 only
                 safefs.create_private_file(folder / self.path.name, parents=True)
                 conn = sqlite3.connect(str(self.path), timeout=_BUSY_MS / 1000)
-            self.db = sqlite_utils.Database(conn)
+            self.db = Db(conn)
             self.db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
             if not readonly:
                 _retry_locked(lambda: self.db.execute("PRAGMA journal_mode = WAL"))
@@ -606,48 +633,46 @@ class Ledger:
         if not needed <= tables:
             return False
         for chain in CHAINS.values():
-            if not set(chain.columns) <= set(self.db[chain.table].columns_dict):
+            if not set(chain.columns) <= set(self.db.columns(chain.table)):
                 return False
-        if not set(_FILES_COLUMNS) <= set(self.db["files"].columns_dict):
+        if not set(_FILES_COLUMNS) <= set(self.db.columns("files")):
             return False
         meta = self._meta()
         return meta is not None and set(json.loads(meta["chains"] or "[]")) == set(CHAINS)
 
     def _create(self) -> None:
         db = self.db.conn
+        schema = _import_sqlite_utils().Database(db)
         tables = set(self.db.table_names())
         data_tables = {*CHAINS, "files"} - {"updates"}
         fresh = not (tables & data_tables)
         traces = bool(tables & {"heads", "seal", "updates"}) or (
-            "decisions" in tables and "seal" in self.db["decisions"].columns_dict)
+            "decisions" in tables and "seal" in self.db.columns("decisions"))
         for chain in CHAINS.values():
+            table = schema[chain.table]
             if chain.table not in tables:
-                db.execute(f"CREATE TABLE [{chain.table}] ("
-                           + ", ".join(f"[{c}] {t}{' PRIMARY KEY' if c == 'id' else ''}"
-                                       for c, t in chain.columns.items()) + ")")
+                table.create(chain.columns, pk="id")
             else:
-                have = set(self.db[chain.table].columns_dict)
-                added = [c for c in chain.columns if c not in have]
+                added = [c for c in chain.columns if c not in self.db.columns(chain.table)]
                 for c in added:
-                    db.execute(f"ALTER TABLE [{chain.table}] ADD COLUMN [{c}] "
-                               f"{chain.columns[c]}")
+                    table.add_column(c, chain.columns[c])
                 if added:  # its update guard names the chained columns: made again below
                     db.execute(f"DROP TRIGGER IF EXISTS [{chain.table}_no_update]")
             for cols in _INDEXES.get(chain.table, ()):
-                db.execute(f"CREATE INDEX IF NOT EXISTS [idx_{chain.table}_{'_'.join(cols)}] "
-                           f"ON [{chain.table}] ({', '.join(cols)})")
+                table.create_index(cols, index_name=f"idx_{chain.table}_{'_'.join(cols)}",
+                                   if_not_exists=True)
         if "files" not in tables:
-            db.execute("CREATE TABLE [files] ("
-                       + ", ".join(f"[{c}] {t}" for c, t in _FILES_COLUMNS.items()) + ")")
+            schema["files"].create(_FILES_COLUMNS, pk="path")
         else:  # the cache is an index, never evidence: older rows simply miss
-            have = set(self.db["files"].columns_dict)
+            have = self.db.columns("files")
             for c, t in _FILES_COLUMNS.items():
                 if c not in have:
-                    db.execute(f"ALTER TABLE files ADD COLUMN [{c}] {t}")
-        db.execute("CREATE TABLE IF NOT EXISTS heads (chain TEXT PRIMARY KEY, count INTEGER, "
-                   "head TEXT, seal TEXT)")
-        db.execute("CREATE TABLE IF NOT EXISTS seal (id INTEGER PRIMARY KEY, version INTEGER, "
-                   "key_id TEXT, since TEXT, chains TEXT, chained_only TEXT, seal TEXT)")
+                    schema["files"].add_column(c, t)
+        schema["heads"].create({"chain": "TEXT", "count": "INTEGER", "head": "TEXT",
+                                "seal": "TEXT"}, pk="chain", if_not_exists=True)
+        schema["seal"].create({"id": "INTEGER", "version": "INTEGER", "key_id": "TEXT",
+                               "since": "TEXT", "chains": "TEXT", "chained_only": "TEXT",
+                               "seal": "TEXT"}, pk="id", if_not_exists=True)
         meta = self._meta()
         if meta is None:
             if traces and not fresh:
@@ -961,7 +986,7 @@ class Ledger:
             if "heads" in tables else {}
         if meta is None:
             legacy = not (tables & {"heads", "updates"}) and not (
-                "decisions" in tables and "seal" in self.db["decisions"].columns_dict)
+                "decisions" in tables and "seal" in self.db.columns("decisions"))
             meta_problem: str | None = (
                 "the ledger is not sealed yet (written before sealing): it is sealed from its "
                 "current state at the next write with its key" if legacy else
@@ -979,7 +1004,7 @@ class Ledger:
                 if name in sealed_chains or name in ("decisions", "events"):
                     v.fail(f"the {name} table is missing (it was dropped)")
                 continue
-            if name not in sealed_chains and "hash" not in self.db[name].columns_dict:
+            if name not in sealed_chains and "hash" not in self.db.columns(name):
                 continue  # an older ledger's approvals and moves: not chained yet
             problem = _walk(self.db.query(f"SELECT * FROM [{name}] ORDER BY id"), chain,
                             seals, v)
@@ -1009,7 +1034,7 @@ class Ledger:
                 v.fail(*problem)
         if meta_problem:
             v.fail(meta_problem)
-        if "files" in tables and seals is not None and "seal" in self.db["files"].columns_dict:
+        if "files" in tables and seals is not None and "seal" in self.db.columns("files"):
             rows = list(self.db.query("SELECT * FROM files"))
             v.cache_unverified = len(rows) - len(self._trusted_cache(rows))
         return v
@@ -1429,7 +1454,7 @@ class Ledger:
         self._write(work)
 
 
-def _guard(db: sqlite_utils.Database, chain: Chain) -> None:
+def _guard(db: Db, chain: Chain) -> None:
     """Triggers that refuse what provgate never does (a guard against mistakes; whoever drops
     them is caught by the seals): deleting a chained row, updating its chained columns."""
     noun = chain.table
@@ -1510,7 +1535,7 @@ def process_owner() -> dict[str, Any]:
     pid = os.getpid()
     if pid not in _OWNER:  # keyed by pid: a forked child is another owner
         _OWNER[pid] = {"owner_pid": pid, "owner_start": _process_start(pid) or None,
-                       "owner_host": socket.gethostname()}
+                       "owner_host": os.uname().nodename}
     return dict(_OWNER[pid])
 
 
@@ -1522,7 +1547,7 @@ def owner_state(owner: dict[str, Any]) -> str:
     or one of another host, which this one cannot see: never taken) or ``gone`` (its pid runs
     no more, or runs another process since: another start time, or another boot)."""
     pid, start = owner.get("owner_pid"), owner.get("owner_start")
-    if owner.get("owner_host") != socket.gethostname():
+    if owner.get("owner_host") != os.uname().nodename:
         return "alive"
     now = _process_start(int(pid)) if pid is not None else ""
     if now is None:  # no /proc here: the pid alone

@@ -25,25 +25,22 @@ import itertools
 import json
 import os
 import queue
-import random
 import re
-import select
 import shutil
 import stat
 import struct
 import tempfile
 import threading
-import time
-import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
-
-import exiftool
+from typing import TYPE_CHECKING, Any
 
 from provgate import data
 from provgate.errors import ConfigError, ExifToolUnavailable
+
+if TYPE_CHECKING:
+    from provgate.process import Process
 
 MIN_VERSION = (12, 15)
 # -G3:1 keeps every copy of a repeated tag, keyed by document (SIGNALS.md 3.3): the JSON
@@ -100,74 +97,6 @@ def find_exiftool(executable: str | None = None) -> str:
     return found
 
 
-class _Process(exiftool.ExifTool):
-    """One kept-open ExifTool with a deadline on each call."""
-
-    start_timeout = 15.0
-
-    def execute(self, *params: str | bytes, raw_bytes: bool = False) -> str | bytes:
-        """pyexiftool's own calls (the version check in ``run``) also get a deadline: its
-        reader spins forever on a process that exits (FIELD-NOTES.md)."""
-        args = [p if isinstance(p, bytes) else p.encode("utf-8") for p in params]
-        out, err = self.call(args, self.start_timeout)
-        self._last_stdout, self._last_stderr = out, err
-        return out if raw_bytes else out.decode("utf-8", "replace")
-
-    def call(self, args: Sequence[bytes], timeout: float) -> tuple[bytes, bytes]:
-        tag = random.randint(100000, 999999)
-        out_end, err_end = f"{{ready{tag}}}".encode(), f"post{tag}".encode()
-        cmd = b"\n".join([*args, b"-echo4", f"=${{status}}=post{tag}".encode(),
-                          f"-execute{tag}".encode()]) + b"\n"
-        proc = self._process
-        try:
-            proc.stdin.write(cmd)
-            proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError) as exc:
-            raise ProbeCrashed(f"ExifTool stopped accepting input: {exc}") from exc
-        bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
-        ends = {proc.stdout.fileno(): out_end, proc.stderr.fileno(): err_end}
-        pending = set(bufs)
-        deadline = time.monotonic() + timeout
-        while pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ProbeTimeout(f"ExifTool gave no answer within {timeout:g} s")
-            ready, _, _ = select.select(list(pending), [], [], remaining)
-            for fd in ready:
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    raise ProbeCrashed("ExifTool exited in the middle of a batch")
-                bufs[fd].extend(chunk)
-                if bytes(bufs[fd][-64:]).rstrip().endswith(ends[fd]):
-                    pending.discard(fd)
-        out = bytes(bufs[proc.stdout.fileno()]).rstrip()[: -len(out_end)]
-        err = bytes(bufs[proc.stderr.fileno()]).rstrip()[: -len(err_end)]
-        return out, err
-
-    def kill(self) -> None:
-        """Kill a hung or broken process; pyexiftool notices on its next ``running`` check."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _ = self.running
-
-    def restart(self) -> None:
-        with warnings.catch_warnings():  # pyexiftool warns that the killed process "died"
-            warnings.simplefilter("ignore")
-            self.run()
-
-    def stop(self) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if self.running:
-                try:
-                    self.terminate(timeout=5)
-                except Exception:  # noqa: BLE001 - a dying process must not fail shutdown
-                    self.kill()
-
-
 def _needs_alias(path: str) -> bool:
     """Names ExifTool's argument file cannot carry verbatim (FIELD-NOTES: pyexiftool pitfalls)."""
     try:
@@ -198,8 +127,8 @@ class ExifToolPool:
         self.timeout = timeout
         self.batch_size = max(1, batch_size)
         self.processes = max(1, processes or os.cpu_count() or 1)
-        self._idle: queue.Queue[_Process] = queue.Queue()
-        self._all: list[_Process] = []
+        self._idle: queue.Queue[Process] = queue.Queue()
+        self._all: list[Process] = []
         self._alias_dir = tempfile.mkdtemp(prefix="provgate-alias-")
         self._alias_seq = itertools.count()
         self._alias_lock = threading.Lock()
@@ -222,9 +151,11 @@ class ExifToolPool:
             self.close()
             raise
 
-    def _start(self) -> _Process:
+    def _start(self) -> Process:
         """Start one ExifTool; its version is read by pyexiftool under our deadline."""
-        proc = _Process(executable=self.executable, common_args=COMMON_ARGS,
+        from provgate.process import Process  # pyexiftool: only a run that reads files
+
+        proc = Process(executable=self.executable, common_args=COMMON_ARGS,
                         config_file=self.config)
         try:
             proc.run()
@@ -274,7 +205,7 @@ class ExifToolPool:
         finally:
             self._idle.put(proc)
 
-    def _read_isolating(self, proc: _Process, paths: list[str]) -> dict[str, Metadata]:
+    def _read_isolating(self, proc: Process, paths: list[str]) -> dict[str, Metadata]:
         """Read a batch; on a hang or crash restart ExifTool and split until the culprit is alone."""
         try:
             found = self._read(proc, paths, _FAST)
@@ -290,7 +221,7 @@ class ExifToolPool:
             return {**self._read_isolating(proc, paths[:mid]),
                     **self._read_isolating(proc, paths[mid:])}
 
-    def _restart(self, proc: _Process) -> None:
+    def _restart(self, proc: Process) -> None:
         proc.kill()
         self.restarts += 1
         try:
@@ -298,7 +229,7 @@ class ExifToolPool:
         except Exception as exc:  # noqa: BLE001
             raise ExifToolUnavailable(f"ExifTool could not be restarted: {exc}") from exc
 
-    def _read(self, proc: _Process, paths: list[str],
+    def _read(self, proc: Process, paths: list[str],
               options: tuple[bytes, ...] = ()) -> dict[str, Metadata]:
         names = {self._argument_name(p): p for p in paths}
         try:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provgate import actions, archives
+from provgate import actions
 from provgate.assets import (Asset, describe_os_error, folder_listing, sidecar_stamp,
                              sidecars_of)
 from provgate.credentials import c2pa_state_from_metadata
@@ -37,6 +37,7 @@ from provgate.vocabulary import ACTION_STRENGTH, AI_KINDS
 
 if TYPE_CHECKING:
     from provgate.session import Session
+    from provgate import archives
 
 log = logging.getLogger("provgate")
 _BIG_FILE = 64 << 20  # hashed in a task of its own
@@ -208,6 +209,8 @@ def _judge_archive(s: Session, asset: Asset, own: Verdict, appended: bool = Fals
     """An archive (or the zip ``appended`` to a file) is opened read-only (bounded: size,
     count, depth, ratio, time) and every member judged like a file of the delivery; one that
     cannot be opened, or whose judging fails in any way, is unreadable, never a crash."""
+    from provgate import archives
+
     what = "appended zip" if appended else "archive"
     try:
         with archives.expanded(asset.path, appended=appended) as members:
@@ -243,6 +246,8 @@ def _maybe_archive(asset: Asset) -> archives.Layout:
     member is ``mimetype`` is ODT or EPUB to it, a tar whose first name starts ``GIF89a`` a
     GIF): an archive by its first bytes, a zip appended at its end. Looked at while the file
     was hashed (its first 512 and last 64 KiB + 22 bytes); read now only if it was not."""
+    from provgate import archives
+
     if asset.error:
         return archives.Layout()
     return asset.layout if asset.layout is not None else archives.layout(asset.path)
