@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import ROOT
@@ -43,3 +44,46 @@ def test_a_rescan_of_unchanged_files_loads_no_reader(tmp_path: Path) -> None:
     first = _scan(tree, ledger)
     assert {"exiftool", "sqlite_utils", "provgate.archives"} <= set(first)  # it read files
     assert _scan(tree, ledger) == []
+
+
+def _exiftool_children() -> list[str]:
+    """ExifTool processes this test process started (their parent is us)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == os.getpid() and b"exiftool" in cmd:
+            found.append(pid)
+    return found
+
+
+def test_a_new_ledger_starts_exiftool_while_opening_and_an_opening_that_fails_stops_it(
+        tmp_path: Path) -> None:
+    """On a new ledger ExifTool starts beside the session's opening; an opening that fails
+    after that (here: the ledger is not a database) leaves no ExifTool running."""
+    from provgate.errors import LedgerError
+    from provgate.session import Options, Session
+
+    processes = os.cpu_count() or 1
+    with Session(Options(ledger=str(tmp_path / "new.db"))):
+        deadline = time.monotonic() + 30
+        while len(_exiftool_children()) < processes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_exiftool_children()) == processes  # no file was read yet
+    assert _exiftool_children() == []
+    with Session(Options(ledger=str(tmp_path / "new.db"))):
+        time.sleep(0.5)  # the ledger exists: its cache may answer, ExifTool waits for a file
+        assert _exiftool_children() == []
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database" * 100)
+    try:
+        Session(Options(ledger=str(bad), rescan=True))
+    except LedgerError:
+        pass
+    else:
+        raise AssertionError("a ledger that is not a database was opened")
+    time.sleep(1)  # a start left running would have its processes by now
+    assert _exiftool_children() == []

@@ -94,6 +94,7 @@ class Db:
     def close(self) -> None:
         self.conn.close()
 
+
 log = logging.getLogger("provgate")
 T = TypeVar("T")
 
@@ -103,6 +104,7 @@ CHAINED = ("id", "time", "path", "root", "fingerprint", "size", "kind", "c2pa", 
            "error", "zone", "rule", "action", "reason", "mode", "approval_id", "approval_ref",
            "policy_digest", "trust_digest", "tools", "actor", "user", "prev_hash")
 _JSON_FIELDS = ("evidence", "tools")
+_GIVEN = tuple(k for k in CHAINED if k not in ("id", "prev_hash"))  # the ledger adds those
 # files that left a watched tree: their own chain, verified with the decisions'
 EVENT_CHAINED = ("id", "time", "event", "path", "dest", "fingerprint", "decision_id", "actor",
                  "user", "prev_hash")
@@ -200,10 +202,14 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 def row_hash(row: dict[str, Any], fields: tuple[str, ...] = CHAINED) -> str:
     """sha256 of the canonical JSON (``data.canonical_json``) of ``fields`` of ``row``; a
     late field (``LATE_FIELDS``) that is not set is left out."""
-    doc = {k: row.get(k) for k in fields}
-    for k in _late(fields):
-        if doc[k] is None:
-            del doc[k]
+    return _hash_fields({k: row.get(k) for k in fields}, fields)
+
+
+def _hash_fields(doc: dict[str, Any], fields: tuple[str, ...]) -> str:
+    """``row_hash`` of a dict that holds exactly ``fields`` (it is not copied)."""
+    late = [k for k in _late(fields) if doc[k] is None]
+    if late:
+        doc = {k: v for k, v in doc.items() if k not in late}
     return hashlib.sha256(_CANONICAL.encode(doc).encode()).hexdigest()
 
 
@@ -568,9 +574,9 @@ class Ledger:
             count += 1
             r = {k: row.get(k) for k in chain.fields}
             r["id"], r["prev_hash"] = count, prev
-            r["hash"] = prev = row_hash(r, chain.fields)
-            r["seal"] = key.seal(name, str(count), prev)
-            values.append(tuple(r[k] if k in r else row.get(k) for k in cols))
+            prev = _hash_fields(r, chain.fields)
+            values.append((*r.values(), prev, key.seal(name, str(count), prev),
+                           *(row.get(k) for k in extra)))
             ids.append(count)
         # plain executemany on sqlite-utils' connection: its insert_all/upsert_all cost
         # ~0.1 ms a row in Python, a tenth of a small file's whole ExifTool read
@@ -826,7 +832,7 @@ class Ledger:
         the ids (that process's for those rows) and the indexes of the rows left out."""
         prepared = []
         for row in rows:
-            r = {k: row.get(k) for k in CHAINED if k not in ("id", "prev_hash")}
+            r = {k: row.get(k) for k in _GIVEN}
             for k in _JSON_FIELDS:
                 r[k] = data.canonical_json(r[k] if r[k] is not None else [])
             prepared.append(r)

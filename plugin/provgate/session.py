@@ -6,6 +6,7 @@ all go through it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from provgate import __version__, actions, credentials, data, ledger, plugins, safefs, stages
 from provgate.assets import Asset, discover
 from provgate.credentials import CredentialChecker
-from provgate.errors import ConfigError
+from provgate.errors import ConfigError, ProvgateError
 from provgate.policy import Policy
 from provgate.probe import ExifToolPool, Integrity, Metadata, find_exiftool
 from provgate.record import Brief, Record, Run, text_path
@@ -96,6 +97,24 @@ class Session:
         self.mode = opts.mode or self.policy.mode
         self.catalogue = Catalogue.load(opts.catalogue)
         self.exiftool = find_exiftool(opts.exiftool)
+        self._pool: ExifToolPool | None = None
+        self._pool_lock = threading.Lock()
+        self._tools: dict[str, Any] | None = None
+        self._starting: threading.Thread | None = None
+        # a new ledger's cache knows no file, and --rescan asks it nothing: every file will
+        # be read, so ExifTool starts now, beside the rest of the opening (else on the first
+        # file to read: a rescan of unchanged files never starts it)
+        if opts.rescan or not self.policy.config.ledger_path(opts.ledger).exists():
+            self._starting = threading.Thread(target=self._prestart, daemon=True,
+                                              name="provgate-exiftool-start")
+            self._starting.start()
+        try:
+            self._open(opts)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, opts: Options) -> None:
         trust = self.policy.config.trust_bundle()
         self.checker = CredentialChecker(self.catalogue, trust)
         self.plugins = plugins.manager()
@@ -116,9 +135,6 @@ class Session:
         self.hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="provgate-hash")
         # quarantine names given out in this session, and those failed moves keep
         self.planned: set[Path] = set()
-        self._pool: ExifToolPool | None = None
-        self._pool_lock = threading.Lock()
-        self._tools: dict[str, Any] | None = None
 
     def __enter__(self) -> Session:
         return self
@@ -127,10 +143,19 @@ class Session:
         self.close()
 
     def close(self) -> None:
+        """Closes what was opened (also of a session whose opening failed half-way)."""
+        if self._starting is not None:
+            self._starting.join()
         if self._pool:
             self._pool.close()
-        self.hasher.shutdown(wait=True)
-        self.ledger.close()
+        if hasattr(self, "hasher"):
+            self.hasher.shutdown(wait=True)
+        if hasattr(self, "ledger"):
+            self.ledger.close()
+
+    def _prestart(self) -> None:
+        with contextlib.suppress(ProvgateError):  # the first file to read tries again, and says why
+            _ = self.pool
 
     @property
     def pool(self) -> ExifToolPool:
