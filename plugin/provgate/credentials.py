@@ -17,15 +17,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from provgate.probe import Metadata
+from provgate.probe import Metadata, plain_key
 from provgate.signals import Catalogue, Signal
 from provgate.vocabulary import AI_KINDS
 
 
 def c2pa_state_from_metadata(meta: Metadata) -> str:
     """What ExifTool alone can say about Content Credentials (no signature check)."""
-    for _full, key, _value in meta.items():
-        if key.startswith(("CBOR:", "JUMBF:")):  # a JUMBF store: a manifest to validate
+    for key in meta.tags:
+        if plain_key(key).startswith(("CBOR:", "JUMBF:")):  # a JUMBF store: a manifest to validate
             return "not_checked"
     return pointer_state(meta)
 

@@ -831,10 +831,19 @@ class Ledger:
         transaction, so a daemon and a CLI deciding one path at once record it once. Returns
         the ids (that process's for those rows) and the indexes of the rows left out."""
         prepared = []
+        # by object, each alive in ``rows`` throughout: a run's records share one ``tools``
+        encoded: dict[int, str] = {}
         for row in rows:
             r = {k: row.get(k) for k in _GIVEN}
             for k in _JSON_FIELDS:
-                r[k] = data.canonical_json(r[k] if r[k] is not None else [])
+                value = r[k]
+                if value is None:
+                    r[k] = "[]"
+                    continue
+                text = encoded.get(id(value))
+                if text is None:
+                    text = encoded[id(value)] = data.canonical_json(value)
+                r[k] = text
             prepared.append(r)
         files, moves = list(files), list(moves)
         known = set(MOVE_CHAINED) | set(CHAINS["quarantine"].mutable)

@@ -19,6 +19,7 @@ from provgate.vocabulary import KINDS, at_least
 
 if TYPE_CHECKING:
     from provgate.policy import Policy
+    from provgate.record import Record
     from provgate.probe import Metadata
 
 log = logging.getLogger("provgate")
@@ -107,17 +108,20 @@ class Notifier:
         self.notifiers = notifiers
         self.pm = pm or manager()
 
-    def send(self, record: dict[str, Any]) -> list[str]:
-        """Notify; returns the problems met (each also logged), for the record's warnings."""
+    def send(self, rec: Record) -> list[str]:
+        """Notify; returns the problems met (each also logged), for the record's warnings.
+        The record's JSON form is made only for a notifier that takes it."""
         from provgate.notify import approve_command
 
-        action = record["action"]
+        action = rec.action
         if action != "allow":
-            log.info("%s %s: %s", action.upper(), record["path"], record["reason"])
+            log.info("%s %s: %s", action.upper(), rec.path, rec.decision.reason)
         problems = []
+        record: dict[str, Any] | None = None
         for n in self.notifiers:
             if not at_least(action, n.get("min_action", "flag")):
                 continue
+            record = record or rec.to_json()
             payload = {**record, "approve_command": approve_command(record)}
             try:
                 if not any(self.pm.hook.provgate_notify(record=payload, notifier=n)):

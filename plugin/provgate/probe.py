@@ -31,7 +31,7 @@ import stat
 import struct
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -79,11 +79,11 @@ class Metadata:
     def file_type(self) -> str | None:
         return self.tags.get("File:FileType")
 
-    def items(self) -> Iterable[tuple[str, str, Any]]:
-        """(full key, key without the document prefix, value) for every tag."""
-        for key, value in self.tags.items():
-            # most keys have no document prefix: skip the regex for them
-            yield key, (_DOC_PREFIX.sub("", key) if key.startswith("Doc") else key), value
+
+def plain_key(key: str) -> str:
+    """A tag key without its document prefix (``Doc1:XMP-dc:Creator``: ``XMP-dc:Creator``)."""
+    # most keys have none: the regex only for those that may
+    return _DOC_PREFIX.sub("", key) if key.startswith("Doc") else key
 
 
 def find_exiftool(executable: str | None = None) -> str:
@@ -103,7 +103,10 @@ def _needs_alias(path: str) -> bool:
         path.encode("utf-8")
     except UnicodeEncodeError:
         return True
-    return any(ord(c) < 32 or c == "\x7f" for c in path) or path != path.rstrip()
+    return _CONTROL.search(path) is not None or path != path.rstrip()
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class ExifToolPool:
@@ -199,27 +202,31 @@ class ExifToolPool:
         return results
 
     def _probe_batch(self, paths: list[str]) -> dict[str, Metadata]:
-        proc = self._idle.get()
+        """Read a batch; on a hang or crash ExifTool is restarted and the batch split until
+        the culprit is alone."""
         try:
-            return self._read_isolating(proc, paths)
-        finally:
-            self._idle.put(proc)
-
-    def _read_isolating(self, proc: Process, paths: list[str]) -> dict[str, Metadata]:
-        """Read a batch; on a hang or crash restart ExifTool and split until the culprit is alone."""
-        try:
-            found = self._read(proc, paths, _FAST)
+            found = self._read(paths, _FAST)
             again = [p for p in paths if _read_short(p, found[p])]
             if again:  # -fast stopped before the end: what follows was never read
-                found.update(self._read(proc, again))
+                found.update(self._read(again))
             return found
         except (ProbeTimeout, ProbeCrashed) as exc:
-            self._restart(proc)
             if len(paths) == 1:
                 return {paths[0]: Metadata(paths[0], error=f"unreadable: {exc}")}
             mid = len(paths) // 2
-            return {**self._read_isolating(proc, paths[:mid]),
-                    **self._read_isolating(proc, paths[mid:])}
+            return {**self._probe_batch(paths[:mid]), **self._probe_batch(paths[mid:])}
+
+    def _call(self, args: list[bytes]) -> bytes:
+        """One ExifTool call on an idle process, held only while it reads: what it wrote is
+        parsed once it is free for the next batch (it would wait otherwise)."""
+        proc = self._idle.get()
+        try:
+            return proc.call(args, self.timeout)[0]
+        except (ProbeTimeout, ProbeCrashed):
+            self._restart(proc)
+            raise
+        finally:
+            self._idle.put(proc)
 
     def _restart(self, proc: Process) -> None:
         proc.kill()
@@ -229,12 +236,10 @@ class ExifToolPool:
         except Exception as exc:  # noqa: BLE001
             raise ExifToolUnavailable(f"ExifTool could not be restarted: {exc}") from exc
 
-    def _read(self, proc: Process, paths: list[str],
-              options: tuple[bytes, ...] = ()) -> dict[str, Metadata]:
+    def _read(self, paths: list[str], options: tuple[bytes, ...] = ()) -> dict[str, Metadata]:
         names = {self._argument_name(p): p for p in paths}
         try:
-            out, _err = proc.call([*options, *self.tag_args,
-                                   *(n.encode("utf-8") for n in names)], self.timeout)
+            out = self._call([*options, *self.tag_args, *(n.encode("utf-8") for n in names)])
         finally:
             for name, original in names.items():
                 if name != original:
@@ -269,7 +274,7 @@ def _to_metadata(path: str, rec: dict[str, Any], integrity: Integrity | None = N
     for key in [k for k in rec if k.endswith("ExifTool:Warning")]:
         value = rec.pop(key)
         warns.extend(value if isinstance(value, list) else [value])
-    tags = {_DOC_PREFIX.sub("", k) if k.startswith("Main:") else k: v for k, v in rec.items()}
+    tags = {k[5:] if k.startswith("Main:") else k: v for k, v in rec.items()}  # -G3:1's "Main:"
     warnings_ = tuple(str(w) for w in warns)
     damage = integrity.damage(path, tags, warnings_) if integrity and not error else None
     return Metadata(path, tags, str(error) if error else None, warnings_, damage)

@@ -259,7 +259,9 @@ class Session:
         bounded window keeps memory flat."""
         workers = self.opts.processes or os.cpu_count() or 1
         window: deque[tuple[list[Asset], Future[Any], dict[str, Any]]] = deque()
-        with ThreadPoolExecutor(workers, thread_name_prefix="provgate-read") as readers, \
+        # one reader more than processes: while one parses what its process wrote, that
+        # process reads the next batch
+        with ThreadPoolExecutor(workers + 1, thread_name_prefix="provgate-read") as readers, \
                 ThreadPoolExecutor(1, thread_name_prefix="provgate-judge") as judges:
             for batch in batches:
                 batch = self.admit(batch)

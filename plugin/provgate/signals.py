@@ -17,7 +17,7 @@ from typing import Any
 
 from provgate import data
 from provgate.errors import ProvgateError
-from provgate.probe import Metadata
+from provgate.probe import Metadata, plain_key
 from provgate.recognise import Finding, Names, Recogniser, norm
 
 DEFAULT_CATALOGUE = data.PACKAGE_DIR / "signatures.toml"
@@ -168,8 +168,10 @@ class Catalogue:
         found: list[Signal] = []
         budget = self.recogniser.budget(deadline)
         groups: dict[str, dict[str, tuple[str, Any]]] = {}
-        for full_key, key, value in meta.items():
-            info = self._key(key)
+        memo = self._memo
+        for full_key, value in meta.tags.items():  # every tag of every file: kept lean
+            key = plain_key(full_key)
+            info = memo.get(key) or self._key(key)
             if info.record_key is not None:
                 groups.setdefault(full_key[:len(full_key) - len(key)] + info.group, {})[
                     info.record_key] = (full_key, value)

@@ -384,7 +384,7 @@ def act(s: Session, records: list[Record], planned: Planned) -> None:
     _carry_out(s, planned)
     _tag(s, planned.fresh)
     for rec in planned.fresh:
-        rec.problems.extend(s.notifier.send(rec.to_json()))
+        rec.problems.extend(s.notifier.send(rec))
     for rec in records:
         rec.outcome = rec.outcome or _outcome(rec, s.mode)
 
