@@ -489,3 +489,33 @@ def test_archive_tricks_that_are_held(tmp_path: Path) -> None:
     assert by["enc.7z"]["action"] == "escalate" and "encrypted" in by["enc.7z"]["error"]
     for name in ("sidecar_named.zip", "hidden_member.zip", "nested.tar"):
         assert by[name]["kind"] == "ai_generated" and by[name]["action"] == "block", by[name]
+
+
+@pytest.mark.parametrize("inside,twin", [(False, False), (True, False), (False, True)])
+def test_a_file_swapped_for_a_link_after_the_walk_keeps_nothing_of_its_read(
+        tmp_path: Path, inside: bool, twin: bool) -> None:
+    """Between the walk and the read a neighbour swaps a file for a link (to a file outside
+    the delivery, or to another file inside it; ``twin``: one of the same size and times, so
+    that only its inode tells): what was read is not that file's, so the record keeps no
+    fingerprint and no evidence, and the file is held as unreadable."""
+    from provgate.assets import stat_asset
+    from provgate.session import Options, Session
+
+    tree = tmp_path / "delivery"
+    tree.mkdir()
+    target = tree / "plate.jpg"
+    shutil.copy(SAMPLES / "human_capture.jpg", target)
+    other = (tree if inside else tmp_path) / "elsewhere.jpg"
+    shutil.copy(SAMPLES / ("human_capture.jpg" if twin else "ai_iptc_generated.jpg"), other)
+    if twin:
+        st = target.stat()
+        os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    asset = stat_asset(str(target), str(tree))
+    assert asset.link is False and asset.error is None
+    target.unlink()
+    target.symlink_to(other)
+    with Session(Options(ledger=str(tmp_path / "ledger.db"), zone="final")) as s:
+        [rec] = s.process([asset])
+    assert rec.asset.fingerprint is None and not rec.verdict.evidence
+    assert rec.kind == "unreadable" and "changed while being read" in (rec.verdict.error or "")
+    assert rec.held

@@ -122,10 +122,12 @@ def _same_file(r: Reading) -> Reading:
     record (no evidence, no fingerprint): the file is unreadable, and judged again when it
     next changes or is checked."""
     a = r.asset
-    if a.error:
-        return r
+    if a.error:  # the hashing read found it changed (a link in its place, a writer)
+        return _discarded(r, a.error)
     try:
-        st = os.stat(a.path)
+        # a file the walk saw as no link: lstat, so a link put in its place shows as another
+        # inode below, and one call does
+        st = os.lstat(a.path) if a.link is False else os.stat(a.path)
     except OSError as exc:
         return _discarded(r, describe_os_error(exc))
     if (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) != (
@@ -134,7 +136,7 @@ def _same_file(r: Reading) -> Reading:
                              "nothing of that read is kept")
     # a folder on the way swapped for a link changes the inode above; a link itself is
     # checked to still lead inside the tree
-    if os.path.islink(a.path):
+    if a.link is not False and os.path.islink(a.path):
         real, top = os.path.realpath(a.path), os.path.realpath(a.root)
         if os.path.commonpath([real, top]) != top:
             return _discarded(r, "a link inside the tree now points outside it: not followed")
