@@ -160,27 +160,31 @@ class Sequence:
         return text + ")"
 
 
-def sequence_key(path: str, extensions: frozenset[str] = FRAME_EXTENSIONS
-                 ) -> tuple[str, str, str, int] | None:
-    """(folder, prefix, extension, padding) of a path named like a frame, else None: the
-    frames of one sequence share it."""
+def _frame_name(path: str, extensions: frozenset[str]) -> tuple[int, re.Match[str]] | None:
+    """Where the name of a path named like a frame starts, and its parts (prefix, number,
+    extension); None for any other path. The one reading of a frame's name."""
     cut = path.rfind("/") + 1
     name = path[cut:]
     dot = name.rfind(".")
     if dot <= 0 or name[dot + 1:].lower() not in extensions:
         return None
     m = _FRAME.fullmatch(name)
-    return None if m is None else (path[:cut], m[1], m[3], len(m[2]))
+    return None if m is None else (cut, m)
+
+
+def sequence_key(path: str, extensions: frozenset[str] = FRAME_EXTENSIONS
+                 ) -> tuple[str, str, str, int] | None:
+    """(folder, prefix, extension, padding) of a path named like a frame, else None: the
+    frames of one sequence share it."""
+    found = _frame_name(path, extensions)
+    return None if found is None else (path[:found[0]], found[1][1], found[1][3],
+                                       len(found[1][2]))
 
 
 def frame_number(path: str, extensions: frozenset[str] = FRAME_EXTENSIONS) -> int | None:
     """The frame number of a path named like a frame (``plate.1001.exr``: 1001), else None."""
-    name = path[path.rfind("/") + 1:]
-    dot = name.rfind(".")
-    if dot <= 0 or name[dot + 1:].lower() not in extensions:
-        return None
-    m = _FRAME.fullmatch(name)
-    return None if m is None else int(m[2])
+    found = _frame_name(path, extensions)
+    return None if found is None else int(found[1][2])
 
 
 def group(paths: Iterable[str], *, extensions: Iterable[str] = FRAME_EXTENSIONS,
@@ -202,13 +206,11 @@ def group(paths: Iterable[str], *, extensions: Iterable[str] = FRAME_EXTENSIONS,
     groups: dict[tuple[str, str, str], tuple[list[str], list[int]]] = {}
     items: list[tuple[int, Sequence | str]] = []
     for index, path in enumerate(paths):
-        cut = path.rfind("/") + 1
-        name = path[cut:]
-        dot = name.rfind(".")
-        m = _FRAME.fullmatch(name) if dot > 0 and name[dot + 1:].lower() in exts else None
-        if m is None:
+        found = _frame_name(path, exts)
+        if found is None:
             items.append((index, path))
             continue
+        cut, m = found
         key = (path[:cut], m[1], m[3])
         members = groups.get(key)
         if members is None:
