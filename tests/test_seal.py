@@ -181,6 +181,30 @@ def test_a_row_appended_by_hand_is_caught(delivery: Path, ledger_path: Path) -> 
     assert code == 1 and f"row {ident}'s seal does not verify" in out, out
 
 
+def test_listings_mark_the_rows_that_do_not_verify(delivery: Path, ledger_path: Path) -> None:
+    """``ledger list`` and ``ledger events`` show every row, and say which ones do not verify:
+    an edit rechained by hand reads like any other row otherwise."""
+    records = run_json("scan", delivery)
+    departures(ledger_path, records[:2])
+    victim = next(r for r in records if r["action"] == "block")["id"]
+    conn = connect(ledger_path)
+    drop_guards(conn, "decisions", "events")
+    conn.execute("UPDATE decisions SET action = 'allow', kind = 'human' WHERE id = ?", [victim])
+    rechain(conn, "decisions", CHAINED, victim)
+    conn.execute("UPDATE events SET event = 'moved', dest = '/elsewhere' WHERE id = 2")
+    rechain(conn, "events", EVENT_CHAINED, 2)
+    conn.close()
+    listed = json.loads(run("ledger", "list", "--json").stdout)
+    # the edit and every row chained after it (their hashes were rewritten, not their seals)
+    assert [r["verified"] for r in listed] == [r["id"] < victim for r in listed]
+    text = run("ledger", "list").stdout
+    assert [line for line in text.splitlines() if "DOES NOT VERIFY" in line][0].startswith(
+        f"#{victim} ")
+    events = json.loads(run("ledger", "events", "--json").stdout)
+    assert [e["verified"] for e in events] == [True, False]
+    assert "DOES NOT VERIFY" in run("ledger", "events").stdout.splitlines()[1]
+
+
 # -- approvals ---------------------------------------------------------------------------------
 
 def _forged_approval(ledger_path: Path, final: Path, chained: bool) -> None:

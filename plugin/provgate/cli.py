@@ -982,14 +982,25 @@ def ledger_list(action: str | None, kind: str | None, since: str | None,
                 ledger: str | None) -> None:
     since = _parse_since(since)
     with _open_ro(policy_path, ledger) as led:
-        rows = list(led.decisions(action, kind, since, path_glob))
+        rows = list(led.decisions(action, kind, since, path_glob, mark=True))
+        problem = led.seal_problem()
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     for r in rows:
         later = f" (superseded by #{r['superseded_by']})" if r.get("superseded_by") else ""
         click.echo(f"#{r['id']:<6} {r['time'][:19]} {r['action']:<8} {r['kind']:<13} "
-                   f"{r['zone']:<8} {display_path(r['path'])}{later}")
+                   f"{r['zone']:<8} {display_path(r['path'])}{later}{_unverified(r)}")
+    _cannot_verify(problem)
+
+
+def _unverified(row: dict[str, Any]) -> str:
+    return "  [DOES NOT VERIFY: run provgate ledger verify]" if row["verified"] is False else ""
+
+
+def _cannot_verify(problem: str | None) -> None:
+    if problem:
+        click.echo(f"provgate: these rows are not verified: {problem}", err=True)
 
 
 @ledger.command("events")
@@ -1003,14 +1014,17 @@ def ledger_events(since: str | None, path_glob: str | None, as_json: bool,
     """Files that left a watched tree (removed) or moved within it, as the daemon saw them."""
     since = _parse_since(since)
     with _open_ro(policy_path, ledger) as led:
-        rows = list(led.events(since, path_glob))
+        rows = list(led.events(since, path_glob, mark=True))
+        problem = led.seal_problem()
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     for e in rows:
         dest = f" -> {display_path(e['dest'])}" if e["dest"] else ""
         click.echo(f"@{e['id']:<6} {e['time'][:19]} {e['event']:<8} "
-                   f"{display_path(e['path'])}{dest}  (decision #{e['decision_id']})")
+                   f"{display_path(e['path'])}{dest}  (decision #{e['decision_id']})"
+                   f"{_unverified(e)}")
+    _cannot_verify(problem)
 
 
 @ledger.command("show")

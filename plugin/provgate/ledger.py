@@ -779,6 +779,12 @@ class Ledger:
         rows = list(self.db.query("SELECT * FROM seal WHERE id = 1"))
         return rows[0] if rows else None
 
+    def seal_problem(self) -> str | None:
+        """Why no row of this ledger can be verified (no seal key, another key, no seal
+        record), or None."""
+        return None if self._meta_ok else (self._meta_problem() or
+                                           "its seal record does not verify")
+
     def _meta_problem(self) -> str | None:
         meta = self._meta()
         if meta is None:
@@ -929,9 +935,11 @@ class Ledger:
     def decisions(self, action: str | None = None, kind: str | None = None,
                   since: str | None = None, path: str | None = None,
                   limit: int | None = None, zone: str | None = None,
-                  latest: bool = False) -> Iterator[dict[str, Any]]:
+                  latest: bool = False, mark: bool = False) -> Iterator[dict[str, Any]]:
         """Decisions in id order, filtered; ``latest`` keeps each path's newest one only (the
-        state a report describes; the older rows stay in the chain)."""
+        state a report describes; the older rows stay in the chain). ``mark``: each row says
+        whether it verifies (``verified``; None when the ledger cannot be verified at all),
+        for a listing that shows every row."""
         where, params = [], {}
         for col, val in (("action", action), ("kind", kind), ("zone", zone)):
             if val:
@@ -955,7 +963,11 @@ class Ledger:
                    f"(SELECT max(id) FROM decisions{cond} GROUP BY path)")
         sql += " ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")
         for row in self.db.query(sql, params):
-            yield _decode(row)
+            yield self._marked("decisions", row) if mark else _decode(row)
+
+    def _marked(self, name: str, row: dict[str, Any]) -> dict[str, Any]:
+        ok = self._row_ok(CHAINS[name], row) if self._meta_ok else None
+        return {**_decode(row), "verified": ok}
 
     def last_decision(self, path: str) -> dict[str, Any] | None:
         """The newest decision about ``path`` (exactly that path), if it verifies."""
@@ -1263,10 +1275,11 @@ class Ledger:
         return self._write(work)
 
     def events(self, since: str | None = None, path: str | None = None,
-               verified: bool = False) -> Iterator[dict[str, Any]]:
+               verified: bool = False, mark: bool = False) -> Iterator[dict[str, Any]]:
         """Departures in id order, filtered; ``verified``: only rows whose hash and seal
         verify (what a decision is taken on: a forged "removed" row must not drop a held
-        file from a delivery)."""
+        file from a delivery); ``mark``: every row, each saying whether it verifies (as
+        ``decisions``)."""
         if "events" not in self.db.table_names():
             return iter(())
         where, params = [], []
@@ -1279,7 +1292,8 @@ class Ledger:
         cond = f" WHERE {' AND '.join(where)}" if where else ""
         if verified:
             return iter(self._verified("events", cond, params))
-        return iter(self.db.query("SELECT * FROM events" + cond + " ORDER BY id", params))
+        rows = self.db.query("SELECT * FROM events" + cond + " ORDER BY id", params)
+        return (self._marked("events", r) for r in rows) if mark else rows
 
     # -- file cache ------------------------------------------------------------------------
 
