@@ -47,13 +47,14 @@ class ValidateProvgate(pyblish.api.InstancePlugin):
 
         zone = instance.data.get("provgateZone") or os.environ.get("PROVGATE_ZONE") or "final"
         with Session(Options(zone=zone, mode="warn", actor="pyblish")) as session:
-            records = [r.to_json() for r in session.run(paths)]
-        instance.data["provgate"] = records
-        held = [r for r in records if r["action"] in ("escalate", "block")]
+            records = list(session.run(paths))
+        instance.data["provgate"] = [r.to_json() for r in records]
+        held = [r for r in records if r.held]
         for r in records:
-            self.log.info("provgate: %s %s (%s)", r["action"], r["path"], r["kind"])
+            self.log.info("provgate: %s %s (%s)", r.action, r.path, r.kind)
         if held:
-            lines = "\n".join(f"- {os.path.basename(r['path'])}: {r['reason']}" for r in held)
+            lines = "\n".join(f"- {os.path.basename(r.path)}: {r.decision.reason}"
+                              for r in held)
             raise PublishValidationError(
                 f"provgate holds {len(held)} of {len(records)} files in {instance}:\n{lines}\n"
                 "Get the studio's written approval (provgate approve FILE --ref REF --by NAME) "

@@ -21,7 +21,7 @@ import click
 
 from provgate import __version__, actions, credentials, deliveries, gate, sequences, units
 from provgate.gate import Gated
-from provgate.assets import (fingerprint, line_break_names, listed_files, missing,
+from provgate.assets import (fingerprint, line_break_names, missing,
                              read_path_list)
 from provgate.errors import EXIT_CANNOT_RUN, EXIT_GATE_FAILED, EXIT_USAGE, ProvgateError
 from provgate.ledger import Ledger
@@ -223,33 +223,33 @@ def check(paths: tuple[str, ...], from_file: Any, from0_file: Any, timelines: tu
                      frames=True)  # a cut uses files, clip by clip
     else:
         gated = _run(inputs, opts, fmt, walked=walked, frames=frames)
-    records = gated.files
-    held = gated.held()
-    code = 1 if held else 0
-    appeared = sorted(listed_files(given) - walked)
-    if appeared:  # a transfer still running, or a file slipped in behind the walk
-        click.echo(f"provgate: the delivery changed during the check: {len(appeared)} file(s) "
-                   f"appeared ({', '.join(map(display_path, appeared[:3]))}"
-                   f"{', ...' if len(appeared) > 3 else ''}); check again once it is complete",
-                   err=True)
-        code = EXIT_GATE_FAILED
-    _print_held(gated, held, len(clips) if clips else None, policy_path, ledger)
-    if not records and not allow_empty:
-        click.echo("provgate: no media files in the delivery: nothing was judged, so nothing "
-                   "may pass (use --allow-empty if an empty delivery is expected)", err=True)
-        code = EXIT_GATE_FAILED
-    verdict = "FAILED" if code else "passed"
+    outcome = gate.conclude(gated, given, walked, allow_empty)
+    _print_outcome(gated, outcome, len(clips) if clips else None, policy_path, ledger)
     if given and delivery_name:
-        files = {r.path for r in records}
-        _record_delivery(opts, delivery_name, given, records, verdict, ledger,
+        files = {r.path for r in gated.files}
+        _record_delivery(opts, delivery_name, given, gated.files, outcome.verdict, ledger,
                          [b for b in gated.shown if b.path not in files])
     head = _head(opts.policy, ledger)
     if json_report:  # closes the object _run's records opened
-        click.echo(", " + json.dumps({"verdict": verdict, "exit_code": code,
+        click.echo(", " + json.dumps({"verdict": outcome.verdict, "exit_code": outcome.exit_code,
                                       "ledger_head": head})[1:])
-    click.echo(f"{summary_line(records, gated.units)}; gate {verdict}; "
+    click.echo(f"{summary_line(gated.files, gated.units)}; gate {outcome.verdict}; "
                f"{_head_line(head)}", err=True)
-    sys.exit(code)
+    sys.exit(outcome.exit_code)
+
+
+def _print_outcome(gated: Gated, outcome: gate.Outcome, clips: int | None,
+                   policy_path: str | None, ledger: str | None) -> None:
+    """Why a check fails, on stderr: what appeared during it, what holds, an empty delivery."""
+    if outcome.appeared:
+        shown = ", ".join(map(display_path, outcome.appeared[:3]))
+        click.echo(f"provgate: the delivery changed during the check: {len(outcome.appeared)} "
+                   f"file(s) appeared ({shown}{', ...' if len(outcome.appeared) > 3 else ''}); "
+                   "check again once it is complete", err=True)
+    _print_held(gated, outcome.held, clips, policy_path, ledger)
+    if outcome.empty:
+        click.echo("provgate: no media files in the delivery: nothing was judged, so nothing "
+                   "may pass (use --allow-empty if an empty delivery is expected)", err=True)
 
 
 def _warn_policy(policy: Policy, zone: str | None) -> None:
@@ -1149,7 +1149,7 @@ def report(delivery_name: str | None, everything: bool, since: str | None,
     with ledger_for(pol, ledger, readonly=True) as led:
         delivery, note = _report_delivery(led, delivery_name, wide)
         doc = report_mod.build(led, since, path_glob, zone, thumbnails, delivery,
-                               _approve_options(policy_path, ledger), note, pol)
+                               _approve_options(policy_path, ledger), note, policy=pol)
     _write_report(report_mod, doc, fmt, output)
     chain, shown = doc["report"]["chain"], doc["report"]["delivery"]
     if note:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provgate import units
+from provgate.assets import listed_files
+from provgate.errors import EXIT_GATE_FAILED
 from provgate.record import Brief, Record
 from provgate.session import Session
 
@@ -37,6 +39,38 @@ class Gated:
         return [b for b in self.shown if b.held] + [
             f for f in self.files if f.held and f.path not in held
             and self.unit_of.get(f.path) not in held]
+
+
+@dataclass
+class Outcome:
+    """What a check concludes: a pass only when no file or unit holds, the delivery did not
+    change while it was checked, and there was something to judge."""
+
+    held: list[Brief]
+    # files there now that the walk never listed: a transfer still running, a file slipped
+    # in behind the walk (never judged, so never passed)
+    appeared: list[str]
+    # no media file was judged, and an empty delivery was not expected
+    empty: bool
+
+    @property
+    def passed(self) -> bool:
+        return not (self.held or self.appeared or self.empty)
+
+    @property
+    def verdict(self) -> str:
+        return "passed" if self.passed else "FAILED"
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else EXIT_GATE_FAILED
+
+
+def conclude(gated: Gated, given: list[str], walked: set[str], allow_empty: bool) -> Outcome:
+    """A check's outcome, once its run is over: ``given`` the paths it was given, ``walked``
+    every file its walk listed."""
+    return Outcome(gated.held(), sorted(listed_files(given) - walked),
+                   not gated.files and not allow_empty)
 
 
 def run(session: Session, paths: list[str], emit: Callable[[dict[str, Any]], None], *,

@@ -78,14 +78,15 @@ def build(ledger: Ledger, since: str | None = None, path: str | None = None,
           zone: str | None = None, thumbnails: int = 200,
           delivery: dict[str, Any] | None = None,
           options: dict[str, str | None] | None = None,
-          note: str | None = None, policy: Policy | None = None) -> dict[str, Any]:
+          note: str | None = None, *, policy: Policy) -> dict[str, Any]:
     """The report as data: what the ledger says now about each file in the filter, or, for
     a ``delivery`` record, about each file of that delivery as that check decided it (a
     later check of a subfolder or of another delivery changes nothing in it), with the
     producer's sections. ``options`` (``policy``, ``ledger``) are put in the approve
     commands it prints, so that they act on the same ledger; ``note`` says why this report.
-    Image sequences and packages are ``units`` (each file names its own); ``policy`` decides
-    a sequence whose approval was given for other frames (default: ``Policy.load()``).
+    Image sequences and packages are ``units`` (each file names its own); ``policy`` (the
+    caller's: the library never picks one) decides a sequence whose approval was given for
+    other frames.
     ``ledger_heads`` is where every chain stood as the report was built."""
     heads = ledger.heads()
     count, broken, message = ledger.verify()
@@ -110,7 +111,7 @@ def build(ledger: Ledger, since: str | None = None, path: str | None = None,
             rec["departed"] = {k: gone[k] for k in ("event", "time", "dest")}
         files.append(rec)
     _add_thumbnails(files, thumbnails)
-    found = _units(files, policy if policy is not None else Policy.load(), approvals)
+    found = _units(files, policy, approvals)
     doc: dict[str, Any] = {
         "report": {"title": "Generative AI disclosure", "generated": now_iso(),
                    "host": socket.gethostname(), "provgate": __version__,
