@@ -34,6 +34,7 @@ from provgate.session import Options, Session
 from provgate.policy import DEFAULT_POLICY, Policy, check_approval_glob
 from provgate.probe import ExifToolPool
 from provgate.signals import Catalogue
+from provgate.vocabulary import ACTIONS
 
 # The command's objects all go with its process: frozen at exit, the interpreter's last
 # collection does not walk them one by one (a fifth of a short rescan). Files and the ledger
@@ -970,7 +971,7 @@ def _open_ro(policy_path: str | None, ledger_path: str | None) -> Ledger:
 
 
 @ledger.command("list")
-@click.option("--action", type=click.Choice(["allow", "flag", "escalate", "block"]))
+@click.option("--action", type=click.Choice(ACTIONS))
 @click.option("--kind")
 @click.option("--since", help="ISO date or time.")
 @click.option("--path", "path_glob", help="Path prefix or glob.")

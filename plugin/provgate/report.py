@@ -34,17 +34,16 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from provgate import __version__, imf, register, sequences, units
+from provgate import __version__, imf, register, sequences, units, vocabulary
 from provgate.assets import Asset
 from provgate.data import PACKAGE_DIR
 from provgate.ledger import Ledger, now_iso
 from provgate.policy import Approval, Policy, Scope
 from provgate.record import Brief
-from provgate.vocabulary import ACTION_STRENGTH, AI_KINDS, HOLDS
+from provgate.vocabulary import ACTION_STRENGTH, AI_KINDS, HOLDS, KINDS
 
-KINDS = ("ai_generated", "ai_composite", "ai_possible", "algorithmic", "human", "unknown",
-         "unreadable")
-ACTIONS = ("block", "escalate", "flag", "allow")
+# the report's order: the strongest action first
+ACTIONS = tuple(reversed(vocabulary.ACTIONS))
 CSV_FIELDS = ("id", "time", "path", "unit", "kind", "c2pa", "zone", "action", "reason",
               "approval_state", "approval_ref", "quarantine_state", "quarantined_path",
               "fingerprint", "size", "error", "evidence")
