@@ -202,3 +202,23 @@ def test_byte_look_settles_every_variant_of_a_raw_container(tmp_path: Path, samp
     gone = str(tmp_path / "gone")
     assert checker.check(gone, meta, "absent", marker=False).state == "absent"
     assert checker.check(gone, meta, "absent", marker=None).state == "invalid"  # it opens
+
+
+def test_a_store_exiftool_sees_is_validated_whatever_the_byte_look_says(tmp_path: Path) -> None:
+    """A JPEG's manifest store may be cut over APP11 segments so small that its "c2pa" label
+    is never whole in the file's bytes; ExifTool, which joins the segments, still sees it.
+    The byte look is given "no label" here: the store ExifTool saw is validated anyway."""
+    from provgate.credentials import CredentialChecker, c2pa_state_from_metadata
+    from provgate.probe import ExifToolPool
+    from provgate.signals import Catalogue
+
+    signed = C2PA_DIR / "c2pa_ai_created.jpg"
+    with ExifToolPool(None, 1) as pool:
+        meta = pool.probe([str(signed)])[str(signed)]
+    seen = c2pa_state_from_metadata(meta)
+    assert seen == "not_checked"
+    checker = CredentialChecker(Catalogue.load())
+    if not checker.available:
+        pytest.skip(checker.description)
+    cred = checker.check(str(signed), meta, seen, marker=False)
+    assert cred.manifest_read and cred.state == C2PA_EXPECTED[signed.name]["c2pa"]

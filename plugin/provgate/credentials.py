@@ -191,7 +191,10 @@ class CredentialChecker:
         if sidecar is None and seen == "absent" and meta.file_type in _EXIFTOOL_SEES_C2PA \
                 and not meta.warnings:
             return Credentials(fallback)
-        if sidecar is None and marker is False and mime in BYTES_SETTLE_C2PA:
+        # the bytes settle it only where ExifTool saw no store either: a JPEG's store may be
+        # split over APP11 segments small enough to cut its label in two
+        if sidecar is None and marker is False and mime in BYTES_SETTLE_C2PA \
+                and seen != "not_checked":
             return Credentials(fallback)
         try:
             with open(path, "rb") as fh:
