@@ -188,11 +188,10 @@ class CredentialChecker:
         mime = meta.tags.get("File:MIMEType")
         if mime not in self._mimes:
             return Credentials(fallback)
-        if sidecar is None and seen == "absent" and meta.file_type in _EXIFTOOL_SEES_C2PA \
-                and not meta.warnings:
-            return Credentials(fallback)
-        # the bytes settle it only where ExifTool saw no store either: a JPEG's store may be
-        # split over APP11 segments small enough to cut its label in two
+        # c2pa-python is spared only a file whose bytes hold no C2PA label and in which
+        # ExifTool saw no store either. ExifTool's silence alone settles nothing: c2pa-rs
+        # reads a JPEG store under any APP11 identifier, ExifTool only under "JP"; and a
+        # store cut over tiny APP11 segments shows ExifTool what its bytes never spell.
         if sidecar is None and marker is False and mime in BYTES_SETTLE_C2PA \
                 and seen != "not_checked":
             return Credentials(fallback)
@@ -324,9 +323,8 @@ class CredentialChecker:
                       ", ".join(actions), "capture-parent")
 
 
-# ExifTool 12.57 decodes JUMBF in these containers (SIGNALS.md 3.3): when it saw no JUMBF, no
-# provenance pointer and no warning ("absent"), c2pa-python would only say "no manifest"
-# (0.1 ms a file that a 2,000-file scan feels). Every other format always goes to c2pa-python.
+# ExifTool 12.57 decodes JUMBF in these containers (SIGNALS.md 3.3): without c2pa-python, its
+# word on them is all there is (elsewhere the state is "not_checked").
 _EXIFTOOL_SEES_C2PA = frozenset({"JPEG", "PNG", "JXL", "JP2"})
 # Media types whose embedded manifest store is stored raw (a JPEG APP11 segment, a PNG caBX
 # chunk, a BMFF uuid box, a RIFF chunk, a TIFF tag), so its JUMBF label "c2pa" (or the RIFF
