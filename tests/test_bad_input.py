@@ -238,3 +238,19 @@ def test_exiftool_processes_outlive_the_threads_that_used_them(samples: Path) ->
         third = list(gate.run([str(samples / "ai_iptc_generated.jpg")]))
         assert gate.pool.restarts == 0
     assert len(first) == len(second) and third[0].kind == "ai_generated"
+
+
+def test_an_exiftool_config_that_is_not_there_is_one_clear_error(tmp_path: Path) -> None:
+    """PROVGATE_EXIFTOOL_CONFIG naming a missing file: exit 3 (could not run) with one line
+    that says so, on a new ledger too (where ExifTool starts beside the opening), never a
+    traceback."""
+    tree = tmp_path / "delivery"
+    tree.mkdir()
+    shutil.copy(SAMPLES / "human_capture.jpg", tree / "a.jpg")
+    env = {**os.environ, "PROVGATE_EXIFTOOL_CONFIG": str(tmp_path / "missing.config")}
+    out = subprocess.run([sys.executable, "-m", "provgate", "scan", str(tree), "--ledger",
+                          str(tmp_path / "new.db")], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 3, out.stderr
+    assert "did not start" in out.stderr and "config file" in out.stderr
+    assert "Traceback" not in out.stderr and "Exception in thread" not in out.stderr

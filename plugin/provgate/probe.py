@@ -56,10 +56,6 @@ ALWAYS_TAGS = ["-File:FileType", "-File:MIMEType", "-ExifTool:Error", "-ExifTool
 _DOC_PREFIX = re.compile(r"^(Main|Doc[0-9-]+):")
 
 
-# the fewest files a shared batch gives each process (a call has its own cost)
-_SHARED_MIN = 8
-
-
 class ProbeTimeout(Exception):
     """ExifTool did not answer in time."""
 
@@ -162,9 +158,9 @@ class ExifToolPool:
         """Start one ExifTool; its version is read by pyexiftool under our deadline."""
         from provgate.process import Process  # pyexiftool: only a run that reads files
 
-        proc = Process(executable=self.executable, common_args=COMMON_ARGS,
-                        config_file=self.config)
-        try:
+        try:  # a config file that is not there fails here, before anything runs
+            proc = Process(executable=self.executable, common_args=COMMON_ARGS,
+                           config_file=self.config)
             proc.run()
         except Exception as exc:  # pyexiftool raises several kinds here
             raise ExifToolUnavailable(f"ExifTool at {self.executable} did not start: {exc}") from exc
@@ -192,14 +188,9 @@ class ExifToolPool:
         shutil.rmtree(self._alias_dir, ignore_errors=True)
 
     def probe(self, paths: Sequence[str]) -> dict[str, Metadata]:
-        """Read every path; the result has one Metadata per input path, never fewer. A batch
-        is shared by the processes idle at the time (a run's last batch, a small run): one
-        process reading it while the others wait would make the run as long as that read."""
-        size = self.batch_size
-        idle = min(self._idle.qsize(), self.processes)
-        if idle > 1 and len(paths) <= size:
-            size = max(_SHARED_MIN, -(-len(paths) // idle))
-        batches = [list(paths[i:i + size]) for i in range(0, len(paths), size)]
+        """Read every path; the result has one Metadata per input path, never fewer."""
+        batches = [list(paths[i:i + self.batch_size])
+                   for i in range(0, len(paths), self.batch_size)]
         results: dict[str, Metadata] = {}
         if len(batches) <= 1 or self.processes == 1:
             for batch in batches:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from provgate import __version__, actions, credentials, data, ledger, plugins, safefs, stages
 from provgate.assets import Asset, discover
 from provgate.credentials import CredentialChecker
-from provgate.errors import ConfigError, ProvgateError
+from provgate.errors import ConfigError
 from provgate.policy import Policy
 from provgate.probe import ExifToolPool, Integrity, Metadata, find_exiftool
 from provgate.record import Brief, Record, Run, text_path
@@ -154,7 +154,8 @@ class Session:
             self.ledger.close()
 
     def _prestart(self) -> None:
-        with contextlib.suppress(ProvgateError):  # the first file to read tries again, and says why
+        # whatever fails here fails again, and is reported, when the first file is read
+        with contextlib.suppress(Exception):
             _ = self.pool
 
     @property
@@ -171,11 +172,12 @@ class Session:
 
     def tools(self) -> dict[str, Any]:
         """The versions that judged a record (one dict shared until ExifTool starts)."""
-        if self._tools is None:
-            self._tools = {"provgate": __version__,
-                           "exiftool": self._pool.version if self._pool else None,
-                           "catalogue": self.catalogue.version, "c2pa": self._c2pa_version}
-        return self._tools
+        with self._pool_lock:  # not while the pool starts (it resets the dict once started)
+            if self._tools is None:
+                self._tools = {"provgate": __version__,
+                               "exiftool": self._pool.version if self._pool else None,
+                               "catalogue": self.catalogue.version, "c2pa": self._c2pa_version}
+            return self._tools
 
     def detect(self, path: str, meta: Metadata) -> tuple[list[Signal], list[str]]:
         """Signals from detector plugins (a studio's own rules, pixel evidence)."""

@@ -275,9 +275,14 @@ class Watcher:
             found, broken = _registers(self.roots)
             new = Session(replace(self.opts, policy=policy, registers=found,
                                   register_errors=broken, deliveries=names))
+        except ProvgateError as exc:
+            log.error("policy reload refused, keeping the old one: %s", exc)
+            return session
+        try:
             if new.mode == "enforce":
                 new.check_quarantine(self.roots)
         except ProvgateError as exc:
+            new.close()  # what it opened (its ledger, an ExifTool started for it) goes too
             log.error("policy reload refused, keeping the old one: %s", exc)
             return session
         session.close()
