@@ -78,4 +78,9 @@ def digest(doc: Any) -> str:
 
 
 def canonical_json(doc: Any) -> str:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL.encode(doc)
+
+
+# made once: json.dumps builds an encoder per call, and a run encodes several per file
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              default=str)

@@ -194,9 +194,6 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-# data.canonical_json's encoder, made once (json.dumps builds one per call)
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                              default=str)
 
 
 def row_hash(row: dict[str, Any], fields: tuple[str, ...] = CHAINED) -> str:
@@ -210,7 +207,7 @@ def _hash_fields(doc: dict[str, Any], fields: tuple[str, ...]) -> str:
     late = [k for k in _late(fields) if doc[k] is None]
     if late:
         doc = {k: v for k, v in doc.items() if k not in late}
-    return hashlib.sha256(_CANONICAL.encode(doc).encode()).hexdigest()
+    return hashlib.sha256(data.canonical_json(doc).encode()).hexdigest()
 
 
 @functools.lru_cache(maxsize=16)

@@ -19,6 +19,10 @@ from provgate.signals import Signal
 from provgate.vocabulary import held
 
 
+# made once: json.dumps builds an encoder per call (the file cache keeps a verdict a file)
+_JSON = json.JSONEncoder(default=str)
+
+
 def text_path(path: str) -> str:
     """A path as text SQLite and JSON can hold: undecodable bytes become ``\\xNN``."""
     try:
@@ -57,10 +61,10 @@ class Verdict:
 
     def to_json(self) -> str:
         """The form the file cache keeps."""
-        return json.dumps({"kind": self.kind, "c2pa": self.c2pa,
-                           "evidence": [s.to_dict() for s in self.evidence],
-                           "error": self.error, "warnings": list(self.warnings),
-                           "credentials": self.credentials}, default=str)
+        return _JSON.encode({"kind": self.kind, "c2pa": self.c2pa,
+                             "evidence": [s.to_dict() for s in self.evidence],
+                             "error": self.error, "warnings": list(self.warnings),
+                             "credentials": self.credentials})
 
     @classmethod
     def from_json(cls, text: str) -> Verdict:
