@@ -82,3 +82,18 @@ def test_decisions_of_a_file_still_being_written_are_marked_superseded(tmp_path:
     assert rows[2]["superseded_by"] is None and rows[2]["kind"] == "ai_generated"
     table = run("ledger", "list", "--path", str(target)).stdout
     assert f"(superseded by #{rows[2]['id']})" in table
+
+
+def test_frames_whose_numbers_cross_a_width_settle_as_one_sequence(tmp_path: Path,
+                                                                    frames: list[Path]) -> None:
+    """plate.998 .. plate.1003 is one sequence to the grouping (numbers without a leading
+    zero join across widths): the 3-digit frames wait for the 4-digit ones still arriving."""
+    root = tmp_path / "delivery" / "final"
+    root.mkdir(parents=True)
+    with Running([tmp_path / "delivery"], settle=1.0) as w:
+        for number, frame in zip(range(998, 1004), frames, strict=False):
+            shutil.copy(frame, root / f"sh030_count.{number}.exr")
+            time.sleep(0.45)
+            assert not any("sh030_count" in d["path"] for d in w.decisions()), \
+                "a frame was decided while its sequence was still arriving"
+        wait_for(lambda: sum("sh030_count" in d["path"] for d in w.decisions()) == 6)

@@ -36,7 +36,9 @@ class _Pending:
     heard: float
     size: int = -1
     mtime_ns: int = -1
-    sequence: tuple[str, str, str, int] | None = None  # the sequence it is a frame of
+    # the sequence it is a frame of: folder, name, extension. Not the padding: the grouping
+    # joins plate.999.exr to plate.1000.exr, so they wait for each other here too
+    sequence: tuple[str, str, str] | None = None
     first: float = 0.0  # when it was first heard since it was last taken
 
 
@@ -78,7 +80,8 @@ class SettleQueue:
         except OSError:
             size, mtime = -1, -1
         now = time.monotonic()
-        entry = _Pending(root, now, size, mtime, sequence_key(path), now)
+        key = sequence_key(path)
+        entry = _Pending(root, now, size, mtime, key[:3] if key else None, now)
         with self._lock:
             earlier = self._pending.pop(path, None) or self._open.get(path)
             if earlier is not None:  # the bound on waiting counts from the first event
@@ -157,7 +160,7 @@ class SettleQueue:
         return ready
 
 
-    def _sequences_arriving(self, now: float) -> set[tuple[str, str, str, int]]:
+    def _sequences_arriving(self, now: float) -> set[tuple[str, str, str]]:
         """The sequences with a frame still open or inside its settle window (under the
         lock)."""
         out = {e.sequence for e in self._open.values() if e.sequence is not None}
