@@ -241,27 +241,47 @@ class Package:
 # ---------------------------------------------------------------------------------------------
 # safe XML
 
+class Bounds:
+    """The elements a bounded XML read has met and how deep it is, refusing too many or too
+    deeply nested ones (a crafted file must cost neither memory nor time without end)."""
+
+    __slots__ = ("count", "depth", "max_depth", "max_elements")
+
+    def __init__(self, max_elements: int, max_depth: int) -> None:
+        self.max_elements, self.max_depth = max_elements, max_depth
+        self.count = self.depth = 0
+
+    def enter(self) -> int:
+        """One more element opened: its depth (the root's is 1)."""
+        self.count += 1
+        self.depth += 1
+        if self.count > self.max_elements:
+            raise XmlRefused(f"more than {self.max_elements} elements: refused")
+        if self.depth > self.max_depth:
+            raise XmlRefused(f"nested deeper than {self.max_depth} elements: refused")
+        return self.depth
+
+    def leave(self) -> int:
+        """An element closed: the depth it had."""
+        self.depth -= 1
+        return self.depth + 1
+
+
 class _Counter:
     """A TreeBuilder target that refuses too many or too deeply nested elements."""
 
-    __slots__ = ("builder", "count", "depth")
+    __slots__ = ("bounds", "builder")
 
     def __init__(self) -> None:
         self.builder = ET.TreeBuilder()
-        self.count = 0
-        self.depth = 0
+        self.bounds = Bounds(MAX_XML_ELEMENTS, MAX_XML_DEPTH)
 
     def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:
-        self.count += 1
-        self.depth += 1
-        if self.count > MAX_XML_ELEMENTS:
-            raise XmlRefused(f"more than {MAX_XML_ELEMENTS} elements: refused")
-        if self.depth > MAX_XML_DEPTH:
-            raise XmlRefused(f"nested deeper than {MAX_XML_DEPTH} elements: refused")
+        self.bounds.enter()
         return self.builder.start(tag, attrs)
 
     def end(self, tag: str) -> ET.Element:
-        self.depth -= 1
+        self.bounds.leave()
         return self.builder.end(tag)
 
     def data(self, text: str) -> None:

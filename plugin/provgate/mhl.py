@@ -403,7 +403,7 @@ class _Entries:
     def __init__(self) -> None:
         self.entries: list[Raw] = []
         self.refused: list[str] = []
-        self.count = self.depth = 0
+        self.bounds = imf.Bounds(MAX_ELEMENTS, MAX_DEPTH)
         self.section = ""
         self.entry: list[Any] | None = None          # [path, size, {format: hash}, failed]
         self.field: str | None = None
@@ -412,20 +412,15 @@ class _Entries:
         self.length = 0
 
     def start(self, tag: str, attrs: dict[str, str]) -> None:
-        self.count += 1
-        self.depth += 1
-        if self.count > MAX_ELEMENTS:
-            raise XmlRefused(f"more than {MAX_ELEMENTS} elements: refused")
-        if self.depth > MAX_DEPTH:
-            raise XmlRefused(f"nested deeper than {MAX_DEPTH} elements: refused")
+        depth = self.bounds.enter()
         name = imf._local(tag)
-        if self.depth == 1 and name != "hashlist":
+        if depth == 1 and name != "hashlist":
             raise XmlRefused(f"the root element is {name}, not an ASC MHL hashlist")
-        if self.depth == 2:
+        if depth == 2:
             self.section = name
-        elif self.depth == 3 and self.section == "hashes" and name == "hash":
+        elif depth == 3 and self.section == "hashes" and name == "hash":
             self.entry = [None, None, {}, False]
-        elif self.depth == 4 and self.entry is not None:
+        elif depth == 4 and self.entry is not None:
             self.field, self.attrs, self.text, self.length = name.lower(), attrs, [], 0
 
     def data(self, text: str) -> None:
@@ -436,7 +431,7 @@ class _Entries:
             self.text.append(text)
 
     def end(self, _tag: str) -> None:
-        depth, self.depth = self.depth, self.depth - 1
+        depth = self.bounds.leave()
         if depth == 4 and self.field is not None and self.entry is not None:
             text = "".join(self.text).strip()
             if self.field == "path":
